@@ -1,0 +1,45 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// LLVM 14's C headers live outside the default include path on Debian.
+let llvmInclude: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-I/usr/lib/llvm-14/include"])]
+
+let package = Package(
+    name: "StegaStamp",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "stegastamp", targets: ["stegastamp"]),
+        .library(name: "GraphIR", targets: ["GraphIR"]),
+        .library(name: "GraphRuntime", targets: ["GraphRuntime"]),
+        .library(name: "StegaStamp", targets: ["StegaStamp"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries (Debian: libopenblas-dev, libpng-dev, llvm-14-dev, libturbojpeg0-dev).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
+        .systemLibrary(name: "CLLVM", path: "Sources/CLLVM"),
+
+        .target(name: "GraphIR"),
+        .target(name: "GraphAutodiff", dependencies: ["GraphIR"]),
+        .target(name: "GraphRuntime", dependencies: ["GraphIR", "CBLAS"]),
+        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime"]),
+        .executableTarget(
+            name: "stegastamp",
+            dependencies: [
+                "GraphIR", "GraphAutodiff", "GraphRuntime", "StegaStamp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "GraphIRTests", dependencies: ["GraphIR"]),
+        // Tests read the fixtures from Tests/Fixtures (copied from ../shared/fixtures).
+        .testTarget(name: "GraphRuntimeTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime"]),
+        .testTarget(name: "StegaStampTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "StegaStamp"]),
+        .testTarget(
+            name: "ToolchainTests", dependencies: ["CBLAS", "CPNG", "CTurboJPEG", "CLLVM"],
+            swiftSettings: llvmInclude),
+    ]
+)

@@ -1,0 +1,344 @@
+/// Every operation of the IR, with its attributes. This enum is the op registry: the text name,
+/// the attributes and the fusion class live here; the shape rule in `ShapeRules.swift`; the
+/// reference kernel in GraphRuntime's `Interpreter`; the gradient in GraphAutodiff's `GradientRules`.
+/// Each of those is an exhaustive `switch`, so adding a case makes the compiler list every place
+/// that must handle it.
+public enum Op: Hashable, Sendable {
+    case unary(UnaryOp)
+    case binary(BinaryOp)
+    /// select(cond, a, b): a where cond != 0, else b; numpy broadcasting of all three.
+    case select
+    case reduce(ReduceOp, axes: [Int], keepDims: Bool)
+    case reshape(shape: [Int])
+    case transpose(perm: [Int])
+    /// numpy `broadcast_to`.
+    case broadcast(shape: [Int])
+    case concat(axis: Int)
+    /// Elements [begin, end) on every axis, step 1.
+    case slice(begin: [Int], end: [Int])
+    case pad(before: [Int], after: [Int], mode: PadMode, value: Float)
+    case reverse(axes: [Int])
+    /// Batched matrix product of a [..., M, K] and b [..., K, N] (after the optional transposes);
+    /// batch dimensions must agree.
+    case matmul(transposeA: Bool, transposeB: Bool)
+    /// NHWC input, HWIO kernel, cross-correlation.
+    case conv2d(ConvAttributes)
+    /// Gradient of conv2d with respect to its input: (dy, kernel) -> dx of shape `inputShape`.
+    case conv2dBackpropInput(ConvAttributes, inputShape: [Int])
+    /// Gradient of conv2d with respect to its kernel: (x, dy) -> dk of shape `filterShape`.
+    case conv2dBackpropFilter(ConvAttributes, filterShape: [Int])
+    /// Nearest-neighbour upsampling of NHWC by integer factors [fh, fw].
+    case upsampleNearest(factors: [Int])
+    /// Average pooling of NHWC, 'VALID' windows.
+    case avgPool(window: [Int], strides: [Int])
+    /// Gradient of avgPool: dy -> dx of shape `inputShape`.
+    case avgPoolBackprop(window: [Int], strides: [Int], inputShape: [Int])
+    /// Bilinear sampling of image [N,H,W,C] at pixel coordinates coords [N,Ho,Wo,2] = (x, y).
+    case bilinearSample(mode: SampleMode)
+    /// Adjoint of bilinearSample in the image: (dy, coords) -> dimage [N, size[0], size[1], C].
+    case bilinearSampleGradImage(mode: SampleMode, size: [Int])
+    /// Derivative of bilinearSample in the coordinates: (image, coords, dy) -> dcoords.
+    case bilinearSampleGradCoords(mode: SampleMode)
+    /// TF's ImageProjectiveTransform (bilinear, zero fill) of images [N,H,W,C] with transforms [N,8].
+    /// `inverse` uses inv([t; 1]) / its [2,2] entry instead of t.
+    case projectiveWarp(inverse: Bool, gradient: WarpGradient)
+    /// The exact adjoint of projectiveWarp in the images: (dy, transforms) -> dimages.
+    case projectiveWarpTranspose(inverse: Bool)
+    /// Counter-based random numbers keyed by a seed input (a scalar) and a per-op stream key.
+    case randomUniform(shape: [Int], key: Int)
+    case randomNormal(shape: [Int], key: Int)
+}
+
+public enum UnaryOp: String, CaseIterable, Hashable, Sendable {
+    case neg, exp, log, sqrt, abs, relu, sigmoid, tanh, sin, cos, floor, round, sign
+    case stopGradient = "stop_gradient"
+}
+
+public enum BinaryOp: String, CaseIterable, Hashable, Sendable {
+    case add, sub, mul, div, pow, maximum, minimum, less, greater, equal
+    /// Numerically stable sigmoid cross-entropy: (logits, labels) ->
+    /// max(x, 0) - x z + log(1 + exp(-|x|)), elementwise.
+    case sigmoidCrossEntropy = "sigmoid_cross_entropy"
+}
+
+public enum ReduceOp: String, CaseIterable, Hashable, Sendable {
+    case sum = "reduce_sum", mean = "reduce_mean", max = "reduce_max"
+}
+
+public enum PadMode: String, CaseIterable, Hashable, Sendable {
+    /// Fill with `value`.
+    case constant
+    /// Mirror including the edge element: [a b c] + 2 -> [a b c c b] (TF 'SYMMETRIC').
+    case symmetric
+}
+
+public enum SampleMode: String, CaseIterable, Hashable, Sendable {
+    /// The `stn` package's sampler: corners clamped into the image, weights from the clamped
+    /// corners, so samples outside [0, W-1) x [0, H-1) come out 0.
+    case clamp
+    /// TF's projective sampler: every tap outside the image reads 0.
+    case zero
+}
+
+public enum WarpGradient: String, CaseIterable, Hashable, Sendable {
+    /// TensorFlow's registered gradient (what the original trained with): the cotangent warped
+    /// back with the inverse transform. Not the adjoint of the forward op.
+    case tf
+    /// The exact vector-Jacobian product.
+    case exact
+}
+
+public struct ConvAttributes: Hashable, Sendable {
+    /// [sh, sw]
+    public var strides: [Int]
+    /// [top, bottom, left, right], zero padding.
+    public var padding: [Int]
+    public init(strides: [Int], padding: [Int]) {
+        self.strides = strides
+        self.padding = padding
+    }
+}
+
+/// How ops may later be fused (issue: optimising compiler).
+public enum FusionClass: Sendable {
+    case elementwise, broadcast, reduce, opaque
+}
+
+/// An attribute value as written in the text format.
+public enum AttributeValue: Hashable, Sendable, CustomStringConvertible {
+    case int(Int)
+    case float(Float)
+    case bool(Bool)
+    case word(String)
+    case ints([Int])
+
+    public var description: String {
+        switch self {
+        case .int(let v): return String(v)
+        case .float(let v): return formatFloat(v)
+        case .bool(let v): return v ? "true" : "false"
+        case .word(let v): return v
+        case .ints(let v): return "[" + v.map(String.init).joined(separator: ",") + "]"
+        }
+    }
+}
+
+/// Shortest text that reads back as the same Float.
+public func formatFloat(_ v: Float) -> String {
+    if v.isNaN { return "nan" }
+    if v.isInfinite { return v < 0 ? "-inf" : "inf" }
+    return v.description
+}
+
+public struct AttributeError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+extension Op {
+    /// The op's name in the text format.
+    public var name: String {
+        switch self {
+        case .unary(let u): return u.rawValue
+        case .binary(let b): return b.rawValue
+        case .select: return "select"
+        case .reduce(let r, _, _): return r.rawValue
+        case .reshape: return "reshape"
+        case .transpose: return "transpose"
+        case .broadcast: return "broadcast"
+        case .concat: return "concat"
+        case .slice: return "slice"
+        case .pad: return "pad"
+        case .reverse: return "reverse"
+        case .matmul: return "matmul"
+        case .conv2d: return "conv2d"
+        case .conv2dBackpropInput: return "conv2d_backprop_input"
+        case .conv2dBackpropFilter: return "conv2d_backprop_filter"
+        case .upsampleNearest: return "upsample_nearest"
+        case .avgPool: return "avg_pool"
+        case .avgPoolBackprop: return "avg_pool_backprop"
+        case .bilinearSample: return "bilinear_sample"
+        case .bilinearSampleGradImage: return "bilinear_sample_grad_image"
+        case .bilinearSampleGradCoords: return "bilinear_sample_grad_coords"
+        case .projectiveWarp: return "projective_warp"
+        case .projectiveWarpTranspose: return "projective_warp_transpose"
+        case .randomUniform: return "random_uniform"
+        case .randomNormal: return "random_normal"
+        }
+    }
+
+    /// Number of operands, or nil for variadic ops.
+    public var arity: Int? {
+        switch self {
+        case .unary, .reduce, .reshape, .transpose, .broadcast, .slice, .pad, .reverse,
+             .upsampleNearest, .avgPool, .avgPoolBackprop, .randomUniform, .randomNormal:
+            return 1
+        case .binary, .matmul, .conv2d, .conv2dBackpropInput, .conv2dBackpropFilter,
+             .bilinearSample, .bilinearSampleGradImage, .projectiveWarp, .projectiveWarpTranspose:
+            return 2
+        case .select, .bilinearSampleGradCoords:
+            return 3
+        case .concat:
+            return nil
+        }
+    }
+
+    public var fusionClass: FusionClass {
+        switch self {
+        case .unary, .binary, .select: return .elementwise
+        case .broadcast, .reshape: return .broadcast
+        case .reduce: return .reduce
+        default: return .opaque
+        }
+    }
+
+    /// Attributes in their fixed printing order.
+    public var attributes: [(String, AttributeValue)] {
+        switch self {
+        case .unary, .binary, .select: return []
+        case .reduce(_, let axes, let keep): return [("axes", .ints(axes)), ("keep_dims", .bool(keep))]
+        case .reshape(let s): return [("shape", .ints(s))]
+        case .transpose(let p): return [("perm", .ints(p))]
+        case .broadcast(let s): return [("shape", .ints(s))]
+        case .concat(let a): return [("axis", .int(a))]
+        case .slice(let b, let e): return [("begin", .ints(b)), ("end", .ints(e))]
+        case .pad(let b, let a, let m, let v):
+            return [("before", .ints(b)), ("after", .ints(a)), ("mode", .word(m.rawValue)), ("value", .float(v))]
+        case .reverse(let a): return [("axes", .ints(a))]
+        case .matmul(let ta, let tb): return [("transpose_a", .bool(ta)), ("transpose_b", .bool(tb))]
+        case .conv2d(let c): return Op.convAttributes(c)
+        case .conv2dBackpropInput(let c, let s): return Op.convAttributes(c) + [("input_shape", .ints(s))]
+        case .conv2dBackpropFilter(let c, let s): return Op.convAttributes(c) + [("filter_shape", .ints(s))]
+        case .upsampleNearest(let f): return [("factors", .ints(f))]
+        case .avgPool(let w, let s): return [("window", .ints(w)), ("strides", .ints(s))]
+        case .avgPoolBackprop(let w, let s, let i):
+            return [("window", .ints(w)), ("strides", .ints(s)), ("input_shape", .ints(i))]
+        case .bilinearSample(let m): return [("mode", .word(m.rawValue))]
+        case .bilinearSampleGradImage(let m, let s): return [("mode", .word(m.rawValue)), ("size", .ints(s))]
+        case .bilinearSampleGradCoords(let m): return [("mode", .word(m.rawValue))]
+        case .projectiveWarp(let inv, let g): return [("inverse", .bool(inv)), ("gradient", .word(g.rawValue))]
+        case .projectiveWarpTranspose(let inv): return [("inverse", .bool(inv))]
+        case .randomUniform(let s, let k), .randomNormal(let s, let k): return [("shape", .ints(s)), ("key", .int(k))]
+        }
+    }
+
+    private static func convAttributes(_ c: ConvAttributes) -> [(String, AttributeValue)] {
+        [("strides", .ints(c.strides)), ("padding", .ints(c.padding))]
+    }
+
+    /// Rebuilds an op from its text name and attributes; throws on unknown names, missing,
+    /// extra or ill-typed attributes.
+    public static func make(name: String, attributes given: [String: AttributeValue]) throws -> Op {
+        var reader = AttributeReader(op: name, values: given)
+        let op: Op
+        if let u = UnaryOp(rawValue: name) {
+            op = .unary(u)
+        } else if let b = BinaryOp(rawValue: name) {
+            op = .binary(b)
+        } else if let r = ReduceOp(rawValue: name) {
+            op = .reduce(r, axes: try reader.ints("axes"), keepDims: try reader.bool("keep_dims"))
+        } else {
+            switch name {
+            case "select": op = .select
+            case "reshape": op = .reshape(shape: try reader.ints("shape"))
+            case "transpose": op = .transpose(perm: try reader.ints("perm"))
+            case "broadcast": op = .broadcast(shape: try reader.ints("shape"))
+            case "concat": op = .concat(axis: try reader.int("axis"))
+            case "slice": op = .slice(begin: try reader.ints("begin"), end: try reader.ints("end"))
+            case "pad":
+                op = .pad(before: try reader.ints("before"), after: try reader.ints("after"),
+                          mode: try reader.word("mode", PadMode.self), value: try reader.float("value"))
+            case "reverse": op = .reverse(axes: try reader.ints("axes"))
+            case "matmul": op = .matmul(transposeA: try reader.bool("transpose_a"), transposeB: try reader.bool("transpose_b"))
+            case "conv2d": op = .conv2d(try reader.conv())
+            case "conv2d_backprop_input":
+                op = .conv2dBackpropInput(try reader.conv(), inputShape: try reader.ints("input_shape"))
+            case "conv2d_backprop_filter":
+                op = .conv2dBackpropFilter(try reader.conv(), filterShape: try reader.ints("filter_shape"))
+            case "upsample_nearest": op = .upsampleNearest(factors: try reader.ints("factors"))
+            case "avg_pool": op = .avgPool(window: try reader.ints("window"), strides: try reader.ints("strides"))
+            case "avg_pool_backprop":
+                op = .avgPoolBackprop(window: try reader.ints("window"), strides: try reader.ints("strides"),
+                                      inputShape: try reader.ints("input_shape"))
+            case "bilinear_sample": op = .bilinearSample(mode: try reader.word("mode", SampleMode.self))
+            case "bilinear_sample_grad_image":
+                op = .bilinearSampleGradImage(mode: try reader.word("mode", SampleMode.self), size: try reader.ints("size"))
+            case "bilinear_sample_grad_coords":
+                op = .bilinearSampleGradCoords(mode: try reader.word("mode", SampleMode.self))
+            case "projective_warp":
+                op = .projectiveWarp(inverse: try reader.bool("inverse"),
+                                     gradient: try reader.word("gradient", WarpGradient.self))
+            case "projective_warp_transpose": op = .projectiveWarpTranspose(inverse: try reader.bool("inverse"))
+            case "random_uniform": op = .randomUniform(shape: try reader.ints("shape"), key: try reader.int("key"))
+            case "random_normal": op = .randomNormal(shape: try reader.ints("shape"), key: try reader.int("key"))
+            default:
+                throw AttributeError(description: "unknown op '\(name)'")
+            }
+        }
+        try reader.finish()
+        return op
+    }
+}
+
+/// Reads typed attributes and remembers which were used, so extra ones are reported.
+private struct AttributeReader {
+    let op: String
+    let values: [String: AttributeValue]
+    var used: Set<String> = []
+
+    init(op: String, values: [String: AttributeValue]) {
+        self.op = op
+        self.values = values
+    }
+
+    mutating func get(_ key: String) throws -> AttributeValue {
+        guard let v = values[key] else { throw AttributeError(description: "\(op): missing attribute '\(key)'") }
+        used.insert(key)
+        return v
+    }
+
+    func wrong(_ key: String, _ v: AttributeValue, _ expected: String) -> AttributeError {
+        AttributeError(description: "\(op): attribute '\(key)' must be \(expected), got \(v)")
+    }
+
+    mutating func ints(_ key: String) throws -> [Int] {
+        let v = try get(key)
+        if case .ints(let x) = v { return x }
+        throw wrong(key, v, "a list of integers")
+    }
+
+    mutating func int(_ key: String) throws -> Int {
+        let v = try get(key)
+        if case .int(let x) = v { return x }
+        throw wrong(key, v, "an integer")
+    }
+
+    mutating func float(_ key: String) throws -> Float {
+        let v = try get(key)
+        if case .float(let x) = v { return x }
+        if case .int(let x) = v { return Float(x) }
+        throw wrong(key, v, "a number")
+    }
+
+    mutating func bool(_ key: String) throws -> Bool {
+        let v = try get(key)
+        if case .bool(let x) = v { return x }
+        throw wrong(key, v, "true or false")
+    }
+
+    mutating func word<E: RawRepresentable & CaseIterable>(_ key: String, _ type: E.Type) throws -> E where E.RawValue == String {
+        let v = try get(key)
+        if case .word(let w) = v, let e = E(rawValue: w) { return e }
+        throw wrong(key, v, "one of " + E.allCases.map(\.rawValue).joined(separator: ", "))
+    }
+
+    mutating func conv() throws -> ConvAttributes {
+        ConvAttributes(strides: try ints("strides"), padding: try ints("padding"))
+    }
+
+    func finish() throws {
+        let extra = Set(values.keys).subtracting(used).sorted()
+        if !extra.isEmpty {
+            throw AttributeError(description: "\(op): unknown attribute(s) " + extra.map { "'\($0)'" }.joined(separator: ", "))
+        }
+    }
+}

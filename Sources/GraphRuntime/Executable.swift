@@ -1,0 +1,129 @@
+import Foundation
+import GraphIR
+
+/// Which kernels run the graph.
+public enum Backend: String, CaseIterable, Sendable {
+    /// The reference kernels only: the oracle.
+    case interpreter
+    /// BLAS-backed convolution and matmul, fast elementwise paths; the reference for the rest.
+    case cpu
+}
+
+public struct CompileOptions: Equatable, Sendable {
+    public var backend: Backend
+    public init(backend: Backend = .cpu) { self.backend = backend }
+}
+
+/// What an executable is specialised to: the name and shape of every graph input.
+public struct Signature: Equatable, Sendable, CustomStringConvertible {
+    public var inputs: [String: [Int]]
+    public init(_ inputs: [String: [Int]]) { self.inputs = inputs }
+
+    /// The signature a graph declares.
+    public static func of(_ graph: Graph) -> Signature {
+        Signature(Dictionary(uniqueKeysWithValues: graph.inputs.map { (graph[$0].name, graph[$0].shape) }))
+    }
+
+    public var description: String {
+        "(" + inputs.keys.sorted().map { "\($0): f32\(Shape.describe(inputs[$0]!))" }.joined(separator: ", ") + ")"
+    }
+}
+
+public struct ExecutionError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Compilation is an explicit call that returns an immutable executable for one signature.
+/// There is no implicit cache: compiling again for another signature is the caller's visible act.
+public enum Compiler {
+    /// Largest tensor an executable may hold (elements): a malformed graph fails here, not in malloc.
+    public static let maxElements = 1 << 32
+
+    public static func compile(_ graph: Graph, for signature: Signature, options: CompileOptions = CompileOptions()) throws -> Executable {
+        try graph.verify()
+        let declared = Signature.of(graph)
+        if declared != signature {
+            throw ExecutionError("graph '\(graph.name)' has signature \(declared) but was compiled for \(signature)")
+        }
+        for v in graph.values where Shape.count(v.shape) > maxElements {
+            throw ExecutionError("%\(v.name) has \(Shape.count(v.shape)) elements (f32\(Shape.describe(v.shape))), more than this runtime allows")
+        }
+        return Executable(graph: graph, signature: signature, options: options)
+    }
+}
+
+/// A graph specialised to a signature and a backend. Immutable: parameters live in a
+/// `ParameterStore` that the caller passes to `run`.
+public final class Executable: @unchecked Sendable {
+    public let graph: Graph
+    public let signature: Signature
+    public let options: CompileOptions
+    /// Index of the last value that reads each value (values read by outputs/updates never die).
+    let lastUse: [Int]
+
+    init(graph: Graph, signature: Signature, options: CompileOptions) {
+        self.graph = graph
+        self.signature = signature
+        self.options = options
+        var last = [Int](repeating: -1, count: graph.values.count)
+        for (i, v) in graph.values.enumerated() { for o in v.operands { last[o.index] = i } }
+        for o in graph.outputs { last[o.value.index] = Int.max }
+        for u in graph.updates { last[u.value.index] = Int.max }
+        lastUse = last
+    }
+
+    /// Checks feeds against the signature; errors name the expected and the actual shapes.
+    func checkFeeds(_ feeds: [String: Tensor]) throws {
+        for (name, shape) in signature.inputs.sorted(by: { $0.key < $1.key }) {
+            guard let t = feeds[name] else { throw ExecutionError("missing input '\(name)' (expected f32\(Shape.describe(shape)))") }
+            if t.shape != shape {
+                throw ExecutionError("input '\(name)': expected f32\(Shape.describe(shape)), got f32\(Shape.describe(t.shape))")
+            }
+        }
+        for name in feeds.keys.sorted() where signature.inputs[name] == nil {
+            throw ExecutionError("unexpected input '\(name)'; the graph's inputs are \(signature)")
+        }
+    }
+
+    /// Runs the graph: returns its outputs by name and writes its updates into `parameters`.
+    public func run(_ feeds: [String: Tensor], parameters: inout ParameterStore) throws -> [String: Tensor] {
+        try checkFeeds(feeds)
+        var values = [Tensor?](repeating: nil, count: graph.values.count)
+        for (i, v) in graph.values.enumerated() {
+            switch v.definition {
+            case .input:
+                values[i] = feeds[v.name]
+            case .parameter:
+                guard let t = parameters[v.name] else {
+                    throw ExecutionError("parameter '\(v.name)' is not in the store (initialise it or load a checkpoint)")
+                }
+                if t.shape != v.shape {
+                    throw ExecutionError("parameter '\(v.name)': expected f32\(Shape.describe(v.shape)), got f32\(Shape.describe(t.shape))")
+                }
+                values[i] = t
+            case .constant(let t):
+                values[i] = t
+            case .op(let op, let operands):
+                let args = operands.map { values[$0.index]! }
+                values[i] = kernel(op, args, v.shape)
+                for o in operands where lastUse[o.index] == i { values[o.index] = nil }
+            }
+        }
+        var outputs: [String: Tensor] = [:]
+        for o in graph.outputs { outputs[o.name] = values[o.value.index]! }
+        for u in graph.updates { parameters[graph[u.parameter].name] = values[u.value.index]! }
+        return outputs
+    }
+
+    /// Runs a graph that has no parameters, or leaves them at their initial values.
+    public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
+        var store = ParameterStore(initializing: graph)
+        return try run(feeds, parameters: &store)
+    }
+
+    func kernel(_ op: Op, _ args: [Tensor], _ shape: [Int]) -> Tensor {
+        if options.backend == .cpu, let t = CPUKernels.run(op, args, shape: shape) { return t }
+        return ReferenceKernels.run(op, args, shape: shape)
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import GraphIR
+
+public struct SafetensorsError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ path: String?, _ m: String) { description = (path.map { "\($0): " } ?? "") + m }
+}
+
+/// The safetensors format (readable by numpy, PyTorch, JAX): an 8-byte little-endian header
+/// length, a JSON header of name -> {dtype, shape, data_offsets}, then the raw data. Float32 only.
+public struct SafetensorsFile {
+    public var tensors: [String: Tensor]
+    public var metadata: [String: String]
+
+    public init(tensors: [String: Tensor] = [:], metadata: [String: String] = [:]) {
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+
+    public static func read(path: String) throws -> SafetensorsFile {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SafetensorsError(path, "cannot read file")
+        }
+        return try decode(data, path: path)
+    }
+
+    public static func decode(_ data: Data, path: String? = nil) throws -> SafetensorsFile {
+        let bytes = [UInt8](data)
+        guard bytes.count >= 8 else { throw SafetensorsError(path, "truncated: \(bytes.count) bytes, no header length") }
+        var headerLength: UInt64 = 0
+        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard headerLength <= UInt64(bytes.count - 8) else {
+            throw SafetensorsError(path, "truncated or corrupt: header length \(headerLength) exceeds the \(bytes.count - 8) bytes left")
+        }
+        let dataStart = 8 + Int(headerLength)
+        let headerBytes = Data(bytes[8..<dataStart])
+        guard let json = try? JSONSerialization.jsonObject(with: headerBytes), let header = json as? [String: Any] else {
+            throw SafetensorsError(path, "corrupt: header is not a JSON object")
+        }
+        var file = SafetensorsFile()
+        let dataCount = bytes.count - dataStart
+        for (name, entry) in header {
+            if name == "__metadata__" {
+                guard let m = entry as? [String: Any] else { throw SafetensorsError(path, "corrupt: __metadata__ is not an object") }
+                for (k, v) in m {
+                    guard let s = v as? String else { throw SafetensorsError(path, "corrupt: metadata '\(k)' is not a string") }
+                    file.metadata[k] = s
+                }
+                continue
+            }
+            guard let e = entry as? [String: Any], let dtype = e["dtype"] as? String,
+                  let shapeAny = e["shape"] as? [Any], let offsAny = e["data_offsets"] as? [Any], offsAny.count == 2 else {
+                throw SafetensorsError(path, "corrupt: entry '\(name)' lacks dtype, shape or data_offsets")
+            }
+            guard dtype == "F32" else { throw SafetensorsError(path, "tensor '\(name)' has dtype \(dtype); only F32 is supported") }
+            var shape: [Int] = []
+            var count = 1
+            for d in shapeAny {
+                guard let n = (d as? NSNumber)?.intValue, n >= 0 else { throw SafetensorsError(path, "corrupt: bad shape for '\(name)'") }
+                let (p, o) = count.multipliedReportingOverflow(by: n)
+                if o { throw SafetensorsError(path, "corrupt: shape of '\(name)' overflows") }
+                count = p
+                shape.append(n)
+            }
+            guard let begin = (offsAny[0] as? NSNumber)?.intValue, let end = (offsAny[1] as? NSNumber)?.intValue,
+                  begin >= 0, end >= begin else {
+                throw SafetensorsError(path, "corrupt: bad data_offsets for '\(name)'")
+            }
+            guard end <= dataCount else {
+                throw SafetensorsError(path, "truncated: '\(name)' ends at byte \(end) of a \(dataCount)-byte data section")
+            }
+            guard end - begin == count * 4 else {
+                throw SafetensorsError(path, "corrupt: '\(name)' has \(end - begin) bytes for shape \(Shape.describe(shape)) (\(count * 4) expected)")
+            }
+            var scalars = [Float](repeating: 0, count: count)
+            scalars.withUnsafeMutableBytes { dst in
+                bytes.withUnsafeBytes { src in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(dataStart + begin)..<(dataStart + end)]))
+                }
+            }
+            file.tensors[name] = Tensor(shape: shape, scalars: scalars)
+        }
+        return file
+    }
+
+    public func encode() -> Data {
+        let names = tensors.keys.sorted()
+        var header = "{"
+        var parts: [String] = []
+        if !metadata.isEmpty {
+            let m = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            parts.append("\"__metadata__\":{\(m)}")
+        }
+        var offset = 0
+        for name in names {
+            let t = tensors[name]!
+            let size = t.count * 4
+            parts.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
+            offset += size
+        }
+        header += parts.joined(separator: ",") + "}"
+        var headerBytes = Array(header.utf8)
+        while (headerBytes.count + 8) % 8 != 0 { headerBytes.append(0x20) }
+        var out = Data()
+        var len = UInt64(headerBytes.count)
+        for _ in 0..<8 { out.append(UInt8(len & 0xFF)); len >>= 8 }
+        out.append(contentsOf: headerBytes)
+        for name in names {
+            tensors[name]!.scalars.withUnsafeBytes { out.append(contentsOf: $0) }
+        }
+        return out
+    }
+
+    /// Writes to a temporary file beside `path`, then renames it over `path`: a crash never
+    /// leaves a half-written file.
+    public func write(path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        do {
+            try encode().write(to: tmp)
+            // rename(2) replaces the target atomically.
+            if rename(tmp.path, path) != 0 {
+                throw SafetensorsError(path, "cannot rename temporary file: \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            throw SafetensorsError(path, "cannot write: \(error.localizedDescription)")
+        }
+    }
+}
+
+private func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
+}
