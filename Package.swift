@@ -34,10 +34,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
-        .testTarget(name: "GraphIRTests", dependencies: ["GraphIR"]),
+        .target(name: "TestSupport", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime"], path: "Tests/TestSupport"),
+        .testTarget(name: "GraphIRTests", dependencies: ["GraphIR", "TestSupport"]),
         // Tests read the fixtures from Tests/Fixtures (copied from ../shared/fixtures).
-        .testTarget(name: "GraphRuntimeTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime"]),
-        .testTarget(name: "StegaStampTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "StegaStamp"]),
+        .testTarget(name: "GraphRuntimeTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "TestSupport"]),
+        .testTarget(name: "StegaStampTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "StegaStamp", "TestSupport"]),
         .testTarget(
             name: "ToolchainTests", dependencies: ["CBLAS", "CPNG", "CTurboJPEG", "CLLVM"],
             swiftSettings: llvmInclude),

@@ -1,0 +1,227 @@
+import GraphAutodiff
+import GraphIR
+import GraphRuntime
+import TestSupport
+import XCTest
+
+final class InterpreterTests: XCTestCase {
+    func run1(_ op: Op, _ inputs: [Tensor]) throws -> Tensor {
+        let b = GraphBuilder(name: "one")
+        let ids = inputs.enumerated().map { b.input("x\($0.offset)", $0.element.shape) }
+        b.output("y", b.apply(op, ids))
+        var feeds: [String: Tensor] = [:]
+        for (i, t) in inputs.enumerated() { feeds["x\(i)"] = t }
+        return try evaluate(try b.finish(), feeds)["y"]!
+    }
+
+    func testSymmetricPadMirrorsIncludingTheEdge() throws {
+        let x = Tensor(shape: [3], scalars: [1, 2, 3])
+        let y = try run1(.pad(before: [2], after: [2], mode: .symmetric, value: 0), [x])
+        XCTAssertEqual(y.scalars, [2, 1, 1, 2, 3, 3, 2])
+        let c = try run1(.pad(before: [1], after: [0], mode: .constant, value: 9), [x])
+        XCTAssertEqual(c.scalars, [9, 1, 2, 3])
+    }
+
+    func testBroadcastReduceTransposeSlice() throws {
+        let x = Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(try run1(.binary(.sub), [x, Tensor(shape: [3], scalars: [1, 1, 2])]).scalars, [0, 1, 1, 3, 4, 4])
+        XCTAssertEqual(try run1(.reduce(.sum, axes: [0], keepDims: false), [x]).scalars, [5, 7, 9])
+        XCTAssertEqual(try run1(.reduce(.max, axes: [1], keepDims: true), [x]).shape, [2, 1])
+        XCTAssertEqual(try run1(.reduce(.mean, axes: [0, 1], keepDims: false), [x]).scalars, [3.5])
+        XCTAssertEqual(try run1(.transpose(perm: [1, 0]), [x]).scalars, [1, 4, 2, 5, 3, 6])
+        XCTAssertEqual(try run1(.slice(begin: [1, 1], end: [2, 3]), [x]).scalars, [5, 6])
+        XCTAssertEqual(try run1(.reverse(axes: [1]), [x]).scalars, [3, 2, 1, 6, 5, 4])
+        XCTAssertEqual(try run1(.concat(axis: 0), [x, x]).shape, [4, 3])
+        XCTAssertEqual(try run1(.unary(.round), [Tensor(shape: [4], scalars: [0.5, 1.5, 2.5, -0.5])]).scalars, [0, 2, 2, -0])
+    }
+
+    func testMatmulAndConvAgainstHandValues() throws {
+        let a = Tensor(shape: [2, 2], scalars: [1, 2, 3, 4])
+        XCTAssertEqual(try run1(.matmul(transposeA: false, transposeB: false), [a, a]).scalars, [7, 10, 15, 22])
+        XCTAssertEqual(try run1(.matmul(transposeA: true, transposeB: false), [a, a]).scalars, [10, 14, 14, 20])
+        // 3x3 ones kernel, padding 1: each output is the sum of its 3x3 neighbourhood.
+        let x = Tensor(shape: [1, 3, 3, 1], scalars: [1, 2, 3, 4, 5, 6, 7, 8, 9])
+        let k = Tensor(shape: [3, 3, 1, 1], repeating: 1)
+        let y = try run1(.conv2d(ConvAttributes(strides: [1, 1], padding: [1, 1, 1, 1])), [x, k])
+        XCTAssertEqual(y.scalars, [12, 21, 16, 27, 45, 33, 24, 39, 28])
+    }
+
+    func testStableSigmoidCrossEntropy() throws {
+        let x = Tensor(shape: [4], scalars: [-100, 100, 0, 2])
+        let z = Tensor(shape: [4], scalars: [1, 0, 1, 0])
+        let y = try run1(.binary(.sigmoidCrossEntropy), [x, z])
+        XCTAssertEqual(y.scalars[0], 100, accuracy: 1e-4)
+        XCTAssertEqual(y.scalars[1], 100, accuracy: 1e-4)
+        XCTAssertEqual(y.scalars[2], Float(log(2.0)), accuracy: 1e-6)
+        XCTAssertEqual(y.scalars[3], Float(2 + log1p(exp(-2.0))), accuracy: 1e-6)
+    }
+
+    func testRandomIsAPureFunctionOfSeedAndKey() throws {
+        let b = GraphBuilder(name: "rng")
+        let seed = b.input("seed", [])
+        b.output("u", b.apply(.randomUniform(shape: [4000], key: 1), [seed]))
+        b.output("u2", b.apply(.randomUniform(shape: [4000], key: 2), [seed]))
+        b.output("n", b.apply(.randomNormal(shape: [4000], key: 1), [seed]))
+        let g = try b.finish()
+        let r1 = try evaluate(g, ["seed": Tensor(5)]), r2 = try evaluate(g, ["seed": Tensor(5)]), r3 = try evaluate(g, ["seed": Tensor(6)])
+        XCTAssertEqual(r1["u"], r2["u"])
+        XCTAssertNotEqual(r1["u"], r3["u"])
+        XCTAssertNotEqual(r1["u"], r1["u2"])
+        let u = r1["u"]!.scalars, n = r1["n"]!.scalars.map(Double.init)
+        XCTAssertTrue(u.allSatisfy { $0 >= 0 && $0 < 1 })
+        XCTAssertEqual(Double(u.reduce(0, +)) / 4000, 0.5, accuracy: 0.02)
+        let mean = n.reduce(0, +) / 4000
+        let variance = n.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 4000
+        XCTAssertEqual(mean, 0, accuracy: 0.05)
+        XCTAssertEqual(variance, 1, accuracy: 0.08)
+    }
+
+    func testInitializers() {
+        let he = Initializer.heNormal(seed: 1).materialize(shape: [3, 3, 64, 64])
+        let sd = (2.0 / (9.0 * 64)).squareRoot()
+        let values = he.scalars.map(Double.init)
+        XCTAssertTrue(values.allSatisfy { abs($0) < 2 * sd / 0.8796 + 1e-6 })
+        let std = (values.map { $0 * $0 }.reduce(0, +) / Double(values.count)).squareRoot()
+        XCTAssertEqual(std, sd, accuracy: sd * 0.05)
+        let gl = Initializer.glorotUniform(seed: 2).materialize(shape: [100, 50])
+        let limit = Float((6.0 / 150).squareRoot())
+        XCTAssertTrue(gl.scalars.allSatisfy { abs($0) <= limit })
+        XCTAssertGreaterThan(gl.scalars.map(abs).max()!, limit * 0.95)
+        XCTAssertEqual(Initializer.heNormal(seed: 1).materialize(shape: [10]), Initializer.heNormal(seed: 1).materialize(shape: [10]))
+    }
+}
+
+/// The CPU backend's fast kernels against the reference interpreter.
+final class CPUBackendTests: XCTestCase {
+    func compare(_ g: Graph, _ feeds: [String: Tensor], tolerance: Double = 1e-5, file: StaticString = #filePath, line: UInt = #line) throws {
+        let ref = try evaluate(g, feeds, backend: .interpreter)
+        let cpu = try evaluate(g, feeds, backend: .cpu)
+        for (name, t) in ref {
+            let e = relativeErrors(cpu[name]!, t)
+            XCTAssertLessThan(e.max, tolerance, "\(name)", file: file, line: line)
+        }
+    }
+
+    func testConvolutionsMatchTheInterpreter() throws {
+        let cases: [([Int], [Int], [Int], [Int])] = [
+            ([2, 9, 7, 5], [3, 3, 5, 4], [1, 1], [1, 1, 1, 1]),
+            ([2, 9, 7, 5], [3, 3, 5, 4], [2, 2], [1, 1, 1, 1]),
+            ([2, 8, 6, 5], [3, 3, 5, 4], [2, 2], [0, 1, 0, 1]),
+            ([1, 9, 7, 5], [2, 2, 5, 6], [1, 1], [0, 1, 0, 1]),
+            ([2, 5, 5, 7], [1, 1, 7, 3], [1, 1], [0, 0, 0, 0]),
+            ([1, 16, 16, 3], [7, 7, 3, 3], [1, 1], [3, 3, 3, 3]),
+            ([1, 40, 33, 6], [3, 3, 6, 8], [1, 2], [1, 1, 0, 1]),
+        ]
+        for (i, (xs, ks, s, p)) in cases.enumerated() {
+            let c = ConvAttributes(strides: s, padding: p)
+            let ys = try Op.conv2d(c).resultShape([xs, ks])
+            let b = GraphBuilder(name: "conv")
+            let x = b.input("x", xs), k = b.input("k", ks), dy = b.input("dy", ys)
+            b.output("y", b.apply(.conv2d(c), [x, k]))
+            b.output("dx", b.apply(.conv2dBackpropInput(c, inputShape: xs), [dy, k]))
+            b.output("dk", b.apply(.conv2dBackpropFilter(c, filterShape: ks), [x, dy]))
+            try compare(try b.finish(), ["x": randomTensor(xs, seed: UInt64(i)), "k": randomTensor(ks, seed: 50 + UInt64(i)),
+                                         "dy": randomTensor(ys, seed: 90 + UInt64(i))])
+        }
+    }
+
+    func testMatmulAndElementwiseMatchTheInterpreter() throws {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let b = GraphBuilder(name: "mm")
+                let a = b.input("a", ta ? [3, 7, 5] : [3, 5, 7]), m = b.input("m", tb ? [3, 4, 7] : [3, 7, 4])
+                b.output("y", b.matmul(a, m, transposeA: ta, transposeB: tb))
+                let g = try b.finish()
+                try compare(g, ["a": randomTensor(b.shape(a), seed: 1), "m": randomTensor(b.shape(m), seed: 2)])
+            }
+        }
+        let b = GraphBuilder(name: "ew")
+        let x = b.input("x", [4, 5, 6]), bias = b.input("bias", [6]), col = b.input("col", [5, 1])
+        b.output("a", b.add(x, bias))
+        b.output("b", b.mul(x, col))
+        b.output("c", b.div(b.constant(2), x))
+        b.output("d", b.unary(.tanh, b.sub(x, b.constant(0.5))))
+        try compare(try b.finish(), ["x": randomTensor([4, 5, 6], seed: 3), "bias": randomTensor([6], seed: 4), "col": randomTensor([5, 1], seed: 5)])
+    }
+}
+
+final class SafetensorsTests: XCTestCase {
+    func testRoundTripAndAtomicWrite() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("st-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("a.safetensors").path
+        let file = SafetensorsFile(tensors: ["w": randomTensor([3, 4], seed: 1), "s": Tensor(2.5), "e\"q": Tensor.zeros([0, 2])],
+                                   metadata: ["note": "hello \"world\""])
+        try file.write(path: path)
+        try file.write(path: path)  // overwrite
+        let back = try SafetensorsFile.read(path: path)
+        XCTAssertEqual(back.tensors, file.tensors)
+        XCTAssertEqual(back.metadata, file.metadata)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        XCTAssertEqual(leftovers, ["a.safetensors"])
+    }
+
+    func testCorruptAndTruncatedFilesAreRejected() throws {
+        let data = SafetensorsFile(tensors: ["w": randomTensor([8, 8], seed: 1)]).encode()
+        for cut in [0, 4, 8, 20, data.count - 1] {
+            XCTAssertThrowsError(try SafetensorsFile.decode(data.prefix(cut))) { XCTAssertTrue("\($0)".contains("truncated") || "\($0)".contains("corrupt"), "\($0)") }
+        }
+        var bad = data
+        bad[0] = 0xFF
+        bad[5] = 0x7F
+        XCTAssertThrowsError(try SafetensorsFile.decode(bad))
+        var json = data
+        json[8] = UInt8(ascii: "!")
+        XCTAssertThrowsError(try SafetensorsFile.decode(json)) { XCTAssertTrue("\($0)".contains("JSON"), "\($0)") }
+        let header = #"{"w":{"dtype":"F32","shape":[4,4],"data_offsets":[0,60]}}"#
+        var wrong = Data()
+        var n = UInt64(header.utf8.count)
+        for _ in 0..<8 { wrong.append(UInt8(n & 0xFF)); n >>= 8 }
+        wrong.append(contentsOf: Array(header.utf8) + [UInt8](repeating: 0, count: 64))
+        XCTAssertThrowsError(try SafetensorsFile.decode(wrong)) { XCTAssertTrue("\($0)".contains("60 bytes"), "\($0)") }
+        XCTAssertThrowsError(try SafetensorsFile.read(path: "/nonexistent/x.safetensors"))
+    }
+
+    func testReadsTheSharedFixtureFormat() throws {
+        let f = try Fixture("secret_bce")
+        XCTAssertEqual(f["input.logits"].shape, [4, 100])
+        XCTAssertNotNil(f.file.metadata["attrs"])
+    }
+}
+
+final class ExecutableTests: XCTestCase {
+    func graph() throws -> Graph {
+        let b = GraphBuilder(name: "affine")
+        let x = b.input("x", [2, 3])
+        let w = b.parameter("w", [3, 4], .glorotUniform(seed: 1))
+        b.output("y", b.matmul(x, w))
+        return try b.finish()
+    }
+
+    func testWrongShapesNameExpectedAndActual() throws {
+        let g = try graph()
+        let exe = try Compiler.compile(g, for: Signature.of(g))
+        var store = ParameterStore(initializing: g)
+        XCTAssertThrowsError(try exe.run(["x": Tensor.zeros([3, 2])], parameters: &store)) { e in
+            XCTAssertEqual("\(e)", "input 'x': expected f32[2,3], got f32[3,2]")
+        }
+        XCTAssertThrowsError(try exe.run([:], parameters: &store)) { XCTAssertTrue("\($0)".contains("missing input 'x'")) }
+        XCTAssertThrowsError(try exe.run(["x": Tensor.zeros([2, 3]), "z": Tensor(1)], parameters: &store)) {
+            XCTAssertTrue("\($0)".contains("unexpected input 'z'"))
+        }
+        var wrong = ParameterStore(["w": Tensor.zeros([4, 3])])
+        XCTAssertThrowsError(try exe.run(["x": Tensor.zeros([2, 3])], parameters: &wrong)) {
+            XCTAssertTrue("\($0)".contains("parameter 'w': expected f32[3,4], got f32[4,3]"), "\($0)")
+        }
+        var empty = ParameterStore()
+        XCTAssertThrowsError(try exe.run(["x": Tensor.zeros([2, 3])], parameters: &empty)) { XCTAssertTrue("\($0)".contains("'w'")) }
+    }
+
+    func testCompilingForAnotherSignatureIsAnError() throws {
+        let g = try graph()
+        XCTAssertThrowsError(try Compiler.compile(g, for: Signature(["x": [4, 3]]))) { e in
+            XCTAssertTrue("\(e)".contains("(x: f32[2,3])") && "\(e)".contains("(x: f32[4,3])"), "\(e)")
+        }
+    }
+}
