@@ -13,11 +13,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if ! command -v swift >/dev/null 2>&1; then
-  if [ -x /opt/swift/usr/bin/swift ]; then
-    echo "setup: add /opt/swift/usr/bin to PATH" >&2
-  else
-    echo "setup: swift not found; install Swift 6 first" >&2
-  fi
+if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then
+  echo "setup: swift not found (looked on PATH and in /opt/swift/usr/bin); install Swift 6 first" >&2
   exit 1
 fi

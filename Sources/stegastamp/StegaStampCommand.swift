@@ -1,0 +1,202 @@
+import ArgumentParser
+import Foundation
+import GraphAutodiff
+import GraphIR
+import GraphRuntime
+import StegaStamp
+
+@main
+struct StegaStampCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stegastamp",
+        abstract: "Compile, run, differentiate and train the StegaStamp models on a static-graph IR.",
+        subcommands: [GraphCommand.self, TrainSmall.self, Demo.self])
+}
+
+/// An error the user can act on: printed as "Error: <message>", exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+extension ExpressibleByArgument where Self: RawRepresentable, Self.RawValue == String {
+    public init?(argument: String) { self.init(rawValue: argument) }
+}
+extension Backend: ExpressibleByArgument {}
+
+func readGraph(_ path: String) throws -> Graph {
+    guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read file") }
+    guard let text = String(data: data, encoding: .utf8) else { throw CLIError("\(path): not UTF-8 text") }
+    do { return try TextFormat.parse(text) } catch let e as GraphError { throw CLIError("\(path):\(e)") }
+}
+
+struct GraphCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "graph", abstract: "Work with graph files (the text IR).",
+        subcommands: [Check.self, Print.self, Run.self, Grad.self, Export.self])
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Parse and verify a graph file; print a summary.")
+        @Argument(help: "Graph file.") var file: String
+
+        func run() throws {
+            let g = try readGraph(file)
+            let params = g.parameters.reduce(0) { $0 + Shape.count(g[$1].shape) }
+            let ops = g.values.filter { $0.op != nil }.count
+            print("\(file): ok: graph \(g.name), \(g.values.count) values (\(ops) ops), \(g.inputs.count) inputs, "
+                  + "\(g.parameters.count) parameters (\(params) scalars), \(g.outputs.count) outputs, \(g.updates.count) updates")
+            for id in g.inputs { print("  input  \(g[id].name) f32\(Shape.describe(g[id].shape))") }
+            for o in g.outputs { print("  output \(o.name) f32\(Shape.describe(g[o.value].shape))") }
+        }
+    }
+
+    struct Print: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a graph file in canonical form.")
+        @Argument(help: "Graph file.") var file: String
+        func run() throws { Swift.print(TextFormat.print(try readGraph(file)), terminator: "") }
+    }
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a graph on the tensors of a safetensors file.",
+            discussion: """
+                Tensors named input.X feed graph input X; tensors named param.Y set parameter Y (parameters \
+                not in the file start at their initializer). Every graph output Z is written as output.Z to \
+                --out. Other tensors (expected.*, grad.*, ...) are ignored, so a fixture file works as it is.
+                """)
+        @Argument(help: "Graph file.") var file: String
+        @Argument(help: "safetensors file with input.* and param.* tensors.") var tensors: String
+        @Option(help: "Where to write the outputs (safetensors).") var out: String
+        @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
+        @Flag(help: "Also write the parameters after the graph's updates as param.*.") var writeParameters = false
+
+        func run() throws {
+            let g = try readGraph(file)
+            let file = try SafetensorsFile.read(path: tensors)
+            var feeds: [String: Tensor] = [:]
+            var store = ParameterStore(initializing: g)
+            var ignored: [String] = []
+            let inputNames = Set(g.inputs.map { g[$0].name }), paramNames = Set(g.parameters.map { g[$0].name })
+            for (name, t) in file.tensors {
+                if name.hasPrefix("input."), inputNames.contains(String(name.dropFirst(6))) {
+                    feeds[String(name.dropFirst(6))] = t
+                } else if name.hasPrefix("param."), paramNames.contains(String(name.dropFirst(6))) {
+                    store[String(name.dropFirst(6))] = t
+                } else {
+                    ignored.append(name)
+                }
+            }
+            if !ignored.isEmpty {
+                FileHandle.standardError.write("note: ignoring \(ignored.count) tensor(s) the graph does not use\n".data(using: .utf8)!)
+            }
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend))
+            let t0 = Date()
+            let outputs: [String: Tensor]
+            do { outputs = try exe.run(feeds, parameters: &store) } catch let e as ExecutionError {
+                throw CLIError("\(tensors): \(e)")
+            }
+            var result = SafetensorsFile(metadata: ["graph": g.name])
+            for (k, v) in outputs { result.tensors["output." + k] = v }
+            if writeParameters { for (k, v) in store.values { result.tensors["param." + k] = v } }
+            try result.write(path: out)
+            Swift.print(String(format: "ran %@ on %@ (%@) in %.3f s; wrote %d output(s) to %@",
+                               g.name, tensors, backend.rawValue, Date().timeIntervalSince(t0), outputs.count, out))
+        }
+    }
+
+    struct Grad: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the gradient graph of a scalar output.",
+            discussion: "The result is the input graph plus outputs grad.<name> for each value differentiated against.")
+        @Argument(help: "Graph file.") var file: String
+        @Option(help: "The scalar output to differentiate (default: the first output).") var of: String?
+        @Option(parsing: .upToNextOption, help: "Inputs or parameters to differentiate against (default: all parameters, or all inputs if there are none).")
+        var wrt: [String] = []
+
+        func run() throws {
+            let g = try readGraph(file)
+            guard let outName = of ?? g.outputs.first?.name else { throw CLIError("\(file): the graph has no outputs") }
+            guard let output = g.output(named: outName) else {
+                throw CLIError("\(file): no output '\(outName)'; outputs are " + g.outputs.map(\.name).joined(separator: ", "))
+            }
+            let names = wrt.isEmpty ? (g.parameters.isEmpty ? g.inputs : g.parameters).map { g[$0].name } : wrt
+            let ids = try names.map { n -> ValueID in
+                guard let id = g.value(named: n) else { throw CLIError("\(file): no value '\(n)'") }
+                return id
+            }
+            var (dg, grads) = try Autodiff.gradient(of: g, output: output, wrt: ids)
+            for (n, gv) in zip(names, grads) { dg.outputs.append(Output(name: "grad.\(n)", value: gv)) }
+            try dg.verify()
+            Swift.print(TextFormat.print(dg), terminator: "")
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write the text IR of a built-in model.")
+        enum Model: String, CaseIterable, ExpressibleByArgument {
+            case smallForward = "small-forward", smallTrainStep = "small-train-step"
+        }
+        @Argument(help: "small-forward or small-train-step.") var model: Model
+        @Option(help: "Image height.") var height = 32
+        @Option(help: "Image width.") var width = 32
+        @Option(help: "Secret bits.") var bits = 16
+        @Option(help: "Batch size.") var batch = 16
+        @Option(help: "Output file (default: standard output).") var out: String?
+
+        func run() throws {
+            var c = SmallModelConfig()
+            (c.height, c.width, c.bits, c.batch) = (height, width, bits, batch)
+            do { try c.validate() } catch { throw CLIError("\(error)") }
+            let g = model == .smallForward ? try SmallModel.forward(c) : try SmallModel.trainingStep(c)
+            let text = TextFormat.print(g)
+            if let out { try text.write(toFile: out, atomically: true, encoding: .utf8) } else { Swift.print(text, terminator: "") }
+        }
+    }
+}
+
+struct TrainSmall: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-small", abstract: "Train the small StegaStamp-like model through the compiled executor.")
+    @Option(help: "Training steps.") var steps = 1000
+    @Option(help: "Adam learning rate.") var learningRate: Float = 1e-3
+    @Option(help: "Secret bits.") var bits = 16
+    @Option(help: "Batch size.") var batch = 16
+    @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
+    @Option(help: "Checkpoint to write (safetensors, written atomically).") var out: String?
+    @Option(help: "Checkpoint to start from.") var resume: String?
+
+    func run() throws {
+        var t = SmallModelTrainer()
+        (t.steps, t.learningRate, t.config.bits, t.config.batch, t.backend) = (steps, learningRate, bits, batch, backend)
+        t.evalEvery = max(1, min(100, steps / 10))
+        do { try t.config.validate() } catch { throw CLIError("\(error)") }
+        guard steps >= 1 else { throw CLIError("--steps must be at least 1") }
+        var store = try resume.map { try ParameterStore.load(path: $0) } ?? ParameterStore()
+        let r = try t.train(&store)
+        print(String(format: "final: eval bit accuracy %.4f on %d fresh secrets, mean |residual| %.4f, %.1f s",
+                     r.finalEvalBitAccuracy, t.evalBatches * t.config.batch, r.meanResidual, r.seconds))
+        if let out {
+            try store.save(path: out, metadata: ["model": "small_stegastamp", "bits": "\(bits)", "steps": "\(steps)"])
+            print("wrote \(out)")
+        }
+    }
+}
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The default job: train the small model from scratch and check that it reads its bits back.")
+    @Option(help: "Training steps.") var steps = 1000
+
+    func run() throws {
+        print("StegaStamp for Swift demo: training the small 16-bit model (32x32 images, noise between encoder and decoder) from scratch.")
+        var t = SmallModelTrainer()
+        t.steps = steps
+        t.evalEvery = max(1, min(100, steps / 10))
+        var store = ParameterStore()
+        let r = try t.train(&store)
+        let ok = r.finalEvalBitAccuracy >= 0.95
+        print(String(format: "result: %.2f %% of bits recovered on %d fresh secrets (target 95 %%), mean |residual| %.4f, %.1f s: %@",
+                     100 * r.finalEvalBitAccuracy, t.evalBatches * t.config.batch, r.meanResidual, r.seconds, ok ? "PASS" : "FAIL"))
+        if !ok { throw ExitCode(1) }
+    }
+}

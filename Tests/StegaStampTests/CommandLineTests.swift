@@ -1,0 +1,132 @@
+import Foundation
+import GraphIR
+import GraphRuntime
+import StegaStamp
+import TestSupport
+import XCTest
+
+/// Runs the built `stegastamp` executable as a user would.
+final class CommandLineTests: XCTestCase {
+    var binary: URL {
+        // Tests run from the build products directory, where the executable also lives.
+        var dir = Bundle(for: CommandLineTests.self).bundleURL
+        if dir.pathExtension == "xctest" { dir.deleteLastPathComponent() }
+        return dir.appendingPathComponent("stegastamp")
+    }
+
+    @discardableResult
+    func run(_ args: [String], expect status: Int32, file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let result = (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        XCTAssertEqual(p.terminationStatus, status, "stegastamp \(args.joined(separator: " ")): \(result.1)", file: file, line: line)
+        return result
+    }
+
+    var tmp: URL { FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(getpid())") }
+
+    override func setUpWithError() throws {
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: tmp)
+    }
+
+    func graphFiles() throws -> [String] {
+        let dir = repositoryRoot.appendingPathComponent("Graphs")
+        return try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".graph") }.sorted()
+            .map { dir.appendingPathComponent($0).path }
+    }
+
+    /// Every shipped graph checks, round-trips through `print`, and differentiates.
+    func testShippedGraphsCheckPrintAndGrad() throws {
+        let files = try graphFiles()
+        XCTAssertGreaterThanOrEqual(files.count, 2)
+        for f in files {
+            try run(["graph", "check", f], expect: 0)
+            let printed = try run(["graph", "print", f], expect: 0).out
+            XCTAssertEqual(printed, try String(contentsOfFile: f, encoding: .utf8), "\(f) does not round-trip")
+            let gradText = try run(["graph", "grad", f, "--of", "loss"], expect: 0).out
+            let grad = try TextFormat.parse(gradText)
+            XCTAssertTrue(grad.outputs.contains { $0.name.hasPrefix("grad.") })
+        }
+    }
+
+    /// Graphs/ is kept current: exporting again gives the same text.
+    func testShippedGraphsAreCurrent() throws {
+        for (model, name) in [("small-forward", "small_forward"), ("small-train-step", "small_train_step")] {
+            let exported = try run(["graph", "export", model], expect: 0).out
+            let shipped = try String(contentsOfFile: repositoryRoot.appendingPathComponent("Graphs/\(name).graph").path, encoding: .utf8)
+            XCTAssertEqual(exported, shipped, "Graphs/\(name).graph is stale: run `stegastamp graph export \(model) --out Graphs/\(name).graph`")
+        }
+    }
+
+    func testRunOnAShippedGraphAndAWrongShape() throws {
+        let graphPath = repositoryRoot.appendingPathComponent("Graphs/small_forward.graph").path
+        let g = try TextFormat.parse(try String(contentsOfFile: graphPath, encoding: .utf8))
+        var file = SafetensorsFile()
+        for id in g.inputs { file.tensors["input." + g[id].name] = randomTensor(g[id].shape, seed: 1, lo: 0, hi: 1) }
+        let inPath = tmp.appendingPathComponent("in.safetensors").path, outPath = tmp.appendingPathComponent("out.safetensors").path
+        try file.write(path: inPath)
+        try run(["graph", "run", graphPath, inPath, "--out", outPath], expect: 0)
+        let out = try SafetensorsFile.read(path: outPath)
+        XCTAssertEqual(Set(out.tensors.keys), Set(g.outputs.map { "output." + $0.name }))
+        // The same through the interpreter gives the same numbers.
+        let ref = try evaluate(g, Dictionary(uniqueKeysWithValues: g.inputs.map { (g[$0].name, file.tensors["input." + g[$0].name]!) }))
+        XCTAssertLessThan(relativeErrors(out.tensors["output.logits"]!, ref["logits"]!).max, 1e-4)
+
+        file.tensors["input.image"] = Tensor.zeros([16, 32, 30, 3])
+        try file.write(path: inPath)
+        let err = try run(["graph", "run", graphPath, inPath, "--out", outPath], expect: 1).err
+        XCTAssertTrue(err.contains("expected f32[16,32,32,3], got f32[16,32,30,3]"), err)
+        XCTAssertFalse(err.contains("Fatal") || err.contains("Backtrac"), err)
+    }
+
+    func testFixtureFileRunsAsItIs() throws {
+        let graphPath = tmp.appendingPathComponent("conv.graph").path
+        try """
+        graph conv_same
+        input %x : f32[2,9,7,5]
+        param %k3 : f32[3,3,5,4] = zeros
+        param %bias : f32[4] = zeros
+        %y = conv2d(%x, %k3) {strides=[2,2], padding=[1,1,1,1]} : f32[2,5,4,4]
+        %z = add(%y, %bias) : f32[2,5,4,4]
+        output k3_s2 = %z
+
+        """.write(toFile: graphPath, atomically: true, encoding: .utf8)
+        let outPath = tmp.appendingPathComponent("o.safetensors").path
+        let fixture = repositoryRoot.appendingPathComponent("Tests/Fixtures/conv2d_same.safetensors").path
+        try run(["graph", "run", graphPath, fixture, "--out", outPath, "--backend", "interpreter"], expect: 0)
+        let out = try SafetensorsFile.read(path: outPath)
+        XCTAssertLessThan(relativeErrors(out.tensors["output.k3_s2"]!, try Fixture("conv2d_same")["expected.k3_s2"]).max, 1e-5)
+    }
+
+    func testMalformedInputsGiveCleanErrors() throws {
+        let bad = tmp.appendingPathComponent("bad.graph").path
+        try "graph g\ninput %x : f32[2,3]\n%y = add(%x, %nope) : f32[2,3]\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        var err = try run(["graph", "check", bad], expect: 1).err
+        XCTAssertTrue(err.contains("bad.graph:3:14: use of undefined value %nope"), err)
+        try Data([0xFF, 0xFE, 0x00]).write(to: URL(fileURLWithPath: bad))
+        err = try run(["graph", "print", bad], expect: 1).err
+        XCTAssertTrue(err.contains("not UTF-8") || err.contains("graph NAME"), err)
+        let corrupt = tmp.appendingPathComponent("c.safetensors").path
+        try Data([1, 2, 3, 4, 5, 6, 7, 8, 9]).write(to: URL(fileURLWithPath: corrupt))
+        let graphPath = repositoryRoot.appendingPathComponent("Graphs/small_forward.graph").path
+        err = try run(["graph", "run", graphPath, corrupt, "--out", tmp.appendingPathComponent("o").path], expect: 1).err
+        XCTAssertTrue(err.contains("truncated or corrupt"), err)
+        err = try run(["graph", "check", "/no/such/file.graph"], expect: 1).err
+        XCTAssertTrue(err.contains("cannot read"), err)
+        err = try run(["graph", "grad", graphPath, "--of", "logits"], expect: 1).err
+        XCTAssertTrue(err.contains("must be a scalar"), err)
+        err = try run(["graph", "export", "small-forward", "--height", "20"], expect: 1).err
+        XCTAssertTrue(err.contains("multiple of 8"), err)
+    }
+}
