@@ -164,11 +164,12 @@ struct TrainSmall: ParsableCommand {
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
     @Option(help: "Checkpoint to write (safetensors, written atomically).") var out: String?
     @Option(help: "Checkpoint to start from.") var resume: String?
+    @Option(help: "Evaluate on held-out secrets every N steps (default: steps / 10, at most 100).") var evalEvery: Int?
 
     func run() throws {
         var t = SmallModelTrainer()
         (t.steps, t.learningRate, t.config.bits, t.config.batch, t.backend) = (steps, learningRate, bits, batch, backend)
-        t.evalEvery = max(1, min(100, steps / 10))
+        t.evalEvery = max(1, evalEvery ?? min(100, steps / 10))
         do { try t.config.validate() } catch { throw CLIError("\(error)") }
         guard steps >= 1 else { throw CLIError("--steps must be at least 1") }
         var store = try resume.map { try ParameterStore.load(path: $0) } ?? ParameterStore()
