@@ -115,11 +115,14 @@ public func gradientCheck(_ inputs: [(String, Tensor)], eps: Float = 1e-2, sampl
 /// compared too. Returns "name: errors" lines for every tensor over its tolerance (empty = pass)
 /// and the number of tensors compared.
 public func checkFixture(_ fx: Fixture, backend: Backend = .interpreter, tolerance: Double, gradTolerance: Double,
+                         parametersFromFixture: Bool = false,
                          build: (GraphBuilder, (String) -> ValueID) -> [String: ValueID]) throws -> (failures: [String], compared: Int) {
     let b = GraphBuilder(name: fx.name)
     var created: [String: ValueID] = [:]
     func get(_ name: String) -> ValueID {
         if let id = created[name] { return id }
+        // A parameter the model builder made: use it (its value comes from the fixture below).
+        if name.hasPrefix("param."), let id = b.graph.value(named: String(name.dropFirst(6))) { return id }
         let id = b.input(name, fx[name].shape)
         created[name] = id
         return id
@@ -143,7 +146,16 @@ public func checkFixture(_ fx: Fixture, backend: Backend = .interpreter, toleran
     let graph = try b.finish()
     var feeds: [String: Tensor] = [:]
     for (name, _) in created { feeds[name] = fx[name] }
-    let result = try evaluate(graph, feeds, backend: backend)
+    var store = ParameterStore(initializing: graph)
+    if parametersFromFixture {
+        for id in graph.parameters {
+            let n = graph[id].name
+            guard let t = fx.file.tensors["param." + n] else { throw ExecutionError("fixture \(fx.name) has no param.\(n)") }
+            store[n] = t
+        }
+    }
+    let exe = try Compiler.compile(graph, for: Signature.of(graph), options: CompileOptions(backend: backend))
+    let result = try exe.run(feeds, parameters: &store)
     var failures: [String] = []
     for (name, t) in result {
         let e = relativeErrors(t, fx[name])
