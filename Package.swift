@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "stegastamp", targets: ["stegastamp"]),
         .library(name: "GraphIR", targets: ["GraphIR"]),
         .library(name: "GraphRuntime", targets: ["GraphRuntime"]),
+        .library(name: "GraphPasses", targets: ["GraphPasses"]),
         .library(name: "StegaStamp", targets: ["StegaStamp"]),
     ],
     dependencies: [
@@ -25,7 +26,8 @@ let package = Package(
 
         .target(name: "GraphIR"),
         .target(name: "GraphAutodiff", dependencies: ["GraphIR"]),
-        .target(name: "GraphRuntime", dependencies: ["GraphIR", "CBLAS"]),
+        .target(name: "GraphPasses", dependencies: ["GraphIR"]),
+        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphPasses", "CBLAS"]),
         .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime"]),
         .executableTarget(
             name: "stegastamp",
@@ -35,7 +37,7 @@ let package = Package(
             ]),
 
         .target(name: "TestSupport", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime"], path: "Tests/TestSupport"),
-        .testTarget(name: "GraphIRTests", dependencies: ["GraphIR", "TestSupport"]),
+        .testTarget(name: "GraphIRTests", dependencies: ["GraphIR", "GraphPasses", "TestSupport"]),
         // Tests read the fixtures from Tests/Fixtures (copied from ../shared/fixtures).
         .testTarget(name: "GraphRuntimeTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "TestSupport"]),
         .testTarget(name: "StegaStampTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "StegaStamp", "TestSupport"]),

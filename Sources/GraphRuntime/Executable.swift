@@ -1,5 +1,6 @@
 import Foundation
 import GraphIR
+import GraphPasses
 
 /// Which kernels run the graph.
 public enum Backend: String, CaseIterable, Sendable {
@@ -11,7 +12,12 @@ public enum Backend: String, CaseIterable, Sendable {
 
 public struct CompileOptions: Equatable, Sendable {
     public var backend: Backend
-    public init(backend: Backend = .cpu) { self.backend = backend }
+    /// Drop values no output or update needs before running (on by default).
+    public var eliminateDeadCode: Bool
+    public init(backend: Backend = .cpu, eliminateDeadCode: Bool = true) {
+        self.backend = backend
+        self.eliminateDeadCode = eliminateDeadCode
+    }
 }
 
 /// What an executable is specialised to: the name and shape of every graph input.
@@ -49,7 +55,8 @@ public enum Compiler {
         for v in graph.values where Shape.count(v.shape) > maxElements {
             throw ExecutionError("%\(v.name) has \(Shape.count(v.shape)) elements (f32\(Shape.describe(v.shape))), more than this runtime allows")
         }
-        return Executable(graph: graph, signature: signature, options: options)
+        let optimised = options.eliminateDeadCode ? try Passes.deadCodeElimination(graph) : graph
+        return Executable(graph: optimised, signature: signature, options: options)
     }
 }
 

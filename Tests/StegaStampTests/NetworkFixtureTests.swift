@@ -63,3 +63,37 @@ final class NetworkFixtureTests: XCTestCase {
         XCTAssertEqual(count("critic."), 3 * 3 * 3 * 8 + 8 + 3 * 3 * 8 * 16 + 16 + 3 * 3 * 16 * 32 + 32 + 3 * 3 * 32 * 64 + 64 + 3 * 3 * 64 + 1)
     }
 }
+
+final class DiffJPEGTests: XCTestCase {
+    func testTablesAreTheFixtures() throws {
+        let fx = try Fixture("diff_jpeg")
+        XCTAssertEqual(fx["param.q_y"].scalars, DiffJPEG.yTable)
+        XCTAssertEqual(fx["param.q_c"].scalars, DiffJPEG.cTable)
+    }
+
+    func testAllCasesAndGradients() throws {
+        let fx = try Fixture("diff_jpeg")
+        let cases = fx.attrs["cases"] as! [String: [String: Any]]
+        XCTAssertEqual(cases.count, 4)
+        for backend in Backend.allCases {
+            let (failures, compared) = try checkFixture(fx, backend: backend, tolerance: 1e-5, gradTolerance: 1e-4) { b, t in
+                var outs: [String: ValueID] = [:]
+                for (name, c) in cases {
+                    let factor = DiffJPEG.qualityToFactor(b, b.constant(Float(c["quality"] as! Int)))
+                    outs["expected.\(name)"] = DiffJPEG.compressDecompress(b, t(c["input"] as! String), factor: factor)
+                }
+                return outs
+            }
+            XCTAssertEqual(failures, [], "\(backend)")
+            XCTAssertEqual(compared, 4 + 2)
+        }
+    }
+
+    func testQualityToFactor() throws {
+        let b = GraphBuilder(name: "q")
+        let q = b.input("q", [4])
+        b.output("f", DiffJPEG.qualityToFactor(b, q))
+        let f = try evaluate(try b.finish(), ["q": Tensor(shape: [4], scalars: [25, 50, 90, 10])])["f"]!.scalars
+        XCTAssertEqual(f, [2, 1, 0.2, 5])
+    }
+}

@@ -1,0 +1,158 @@
+import GraphAutodiff
+import GraphIR
+
+/// What a StegaStamp training run is built for. Defaults: the paper configuration of
+/// `scripts/base.sh` (400 x 400, 100 bits, batch 4, white borders, YUV scales 1/100/100).
+public struct StegaStampConfig: Sendable, Equatable {
+    public var height = 400
+    public var width = 400
+    public var bits = 100
+    public var batch = 4
+    public var borders = BorderMode.white
+    public var transform = TransformConfig()
+    public var yuvScales: [Float] = [1, 100, 100]
+    /// Train the STN's W_fc1 / b_fc1 (the released code did not).
+    public var trainSTN = false
+    /// Emit the original's unused conv10 and second conv9 call.
+    public var includeDeadCode = true
+    public var perceptual = PerceptualLoss.ssim
+    public var seed = 1
+
+    public enum PerceptualLoss: String, CaseIterable, Sendable { case ssim, none }
+
+    public init() {}
+
+    public func validate() throws {
+        guard height >= 16, width >= 16, height % 16 == 0, width % 16 == 0 else {
+            throw ModelError("image size \(height)x\(width): height and width must be multiples of 16 (at least 16)")
+        }
+        guard height == width || borders == .noEdge || true else { return }
+        guard bits >= 1, bits <= 4096 else { throw ModelError("bits must be in 1...4096, got \(bits)") }
+        guard batch >= 1, batch <= 1024 else { throw ModelError("batch must be in 1...1024, got \(batch)") }
+        guard height <= 4096, width <= 4096 else { throw ModelError("image size \(height)x\(width) is larger than 4096") }
+    }
+}
+
+/// The StegaStamp graphs: each network alone, the transform net, and the two training steps.
+/// Every value that changes between steps is an input: the step (which drives every ramp), the
+/// random seed, the perspective matrices, each loss scale, the edge gain and the learning rate.
+public enum StegaStampGraphs {
+    public static func encoder(_ c: StegaStampConfig) throws -> Graph {
+        try c.validate()
+        let b = GraphBuilder(name: "stegastamp_encoder")
+        let secret = b.input("secret", [c.batch, c.bits]), image = b.input("image", [c.batch, c.height, c.width, 3])
+        b.output("residual", StegaStampNetworks.encoder(b, secret: secret, image: image, seed: c.seed, includeDeadCode: c.includeDeadCode))
+        return try b.finish()
+    }
+
+    public static func decoder(_ c: StegaStampConfig) throws -> Graph {
+        try c.validate()
+        let b = GraphBuilder(name: "stegastamp_decoder")
+        let image = b.input("image", [c.batch, c.height, c.width, 3])
+        let d = StegaStampNetworks.decoder(b, image: image, bits: c.bits, seed: c.seed + 1)
+        b.output("logits", d.logits)
+        b.output("theta", d.theta)
+        b.output("transformed_image", d.transformed)
+        return try b.finish()
+    }
+
+    public static func critic(_ c: StegaStampConfig) throws -> Graph {
+        try c.validate()
+        let b = GraphBuilder(name: "stegastamp_critic")
+        let image = b.input("image", [c.batch, c.height, c.width, 3])
+        let d = StegaStampNetworks.critic(b, image: image, seed: c.seed + 2)
+        b.output("output", d.output)
+        b.output("heatmap", d.heatmap)
+        return try b.finish()
+    }
+
+    public static func transform(_ c: StegaStampConfig) throws -> Graph {
+        try c.validate()
+        let b = GraphBuilder(name: "stegastamp_transform")
+        let image = b.input("image", [c.batch, c.height, c.width, 3])
+        let seed = b.input("seed", []), step = b.input("step", [])
+        b.output("transformed", TransformNet.apply(b, image, seed: seed, step: step, config: c.transform))
+        return try b.finish()
+    }
+
+    /// The shared forward part of both steps (`build_model`).
+    struct Forward {
+        var loss, secretLoss, imageLoss, yuvLoss, perceptualLoss, gLoss, dLoss, bitAccuracy, stringAccuracy: ValueID
+    }
+
+    static func forward(_ b: GraphBuilder, _ c: StegaStampConfig) -> Forward {
+        let secret = b.input("secret", [c.batch, c.bits])
+        let image = b.input("image", [c.batch, c.height, c.width, 3])
+        let m = b.input("M", [c.batch, 2, 8])
+        let seed = b.input("seed", [])
+        let step = b.input("step", [])
+        let l2Scale = b.input("l2_loss_scale", [])
+        let perceptualScale = b.input("perceptual_loss_scale", [])
+        let secretScale = b.input("secret_loss_scale", [])
+        let gScale = b.input("G_loss_scale", [])
+        let edgeGain = b.input("l2_edge_gain", [])
+
+        let enc = TransformNet.perspectiveEncode(b, image: image, m: m, seed: seed, borders: c.borders) { warped in
+            StegaStampNetworks.encoder(b, secret: secret, image: warped, prefix: "encoder.", seed: c.seed, includeDeadCode: c.includeDeadCode)
+        }
+        let real = c.borders == .noEdge ? image : enc.inputWarped
+        let fake = c.borders == .noEdge ? enc.encoded : enc.encodedWarped
+        let dReal = StegaStampNetworks.critic(b, image: real, prefix: "critic.", seed: c.seed + 2).output
+        // Second use of the same critic parameters: look them up rather than creating new ones.
+        let dFake = criticReusing(b, image: fake)
+        let transformed = TransformNet.apply(b, enc.encoded, seed: seed, step: step, config: c.transform)
+        let logits = StegaStampNetworks.decoder(b, image: transformed, bits: c.bits, prefix: "decoder.", seed: c.seed + 1).logits
+        let acc = Losses.secretAccuracy(b, logits: logits, secret: secret)
+        let secretLoss = ImageOps.secretLoss(b, logits: logits, labels: secret)
+        let falloff = b.constant(ImageOps.edgeFalloff(size: c.height), name: "falloff")
+        let falloffHW = c.height == c.width ? falloff : b.constant(Tensor(shape: [c.height, c.width], scalars: [Float](repeating: 0, count: c.height * c.width)))
+        let (imageLoss, yuvLoss) = Losses.imageLoss(b, encoded: enc.encoded, image: image, falloff: falloffHW, gain: edgeGain, yuvScales: c.yuvScales)
+        let perceptual = c.perceptual == .ssim ? Losses.ssimLoss(b, image, enc.encoded) : b.constant(0)
+        var loss = b.add(b.add(b.mul(l2Scale, imageLoss), b.mul(perceptualScale, perceptual)), b.mul(secretScale, secretLoss))
+        loss = b.add(loss, b.mul(gScale, dFake), name: "loss")
+        return Forward(loss: loss, secretLoss: secretLoss, imageLoss: imageLoss, yuvLoss: yuvLoss, perceptualLoss: perceptual,
+                       gLoss: dFake, dLoss: b.sub(dReal, dFake), bitAccuracy: acc.bit, stringAccuracy: acc.string)
+    }
+
+    static func criticReusing(_ b: GraphBuilder, image: ValueID) -> ValueID {
+        var x = b.sub(image, 0.5)
+        for i in 1...5 {
+            let k = b.graph.value(named: "critic.conv\(i).kernel")!, bias = b.graph.value(named: "critic.conv\(i).bias")!
+            x = b.add(b.conv2dSame(x, k, stride: i < 5 ? 2 : 1), bias)
+            if i < 5 { x = b.relu(x) }
+        }
+        return b.mean(x)
+    }
+
+    /// The generator step: `loss` of build_model, its gradient with respect to the encoder and
+    /// decoder, and Adam. Inputs: secret, image, M, seed, step, l2_loss_scale,
+    /// perceptual_loss_scale, secret_loss_scale, G_loss_scale, l2_edge_gain, learning_rate.
+    public static func generatorStep(_ c: StegaStampConfig) throws -> Graph {
+        try c.validate()
+        let b = GraphBuilder(name: "stegastamp_train_step")
+        let f = forward(b, c)
+        b.output("loss", f.loss)
+        b.output("secret_loss", f.secretLoss)
+        b.output("image_loss", f.imageLoss)
+        b.output("yuv_loss", f.yuvLoss)
+        b.output("perceptual_loss", f.perceptualLoss)
+        b.output("G_loss", f.gLoss)
+        b.output("bit_accuracy", f.bitAccuracy)
+        b.output("string_accuracy", f.stringAccuracy)
+        let g = try b.finish()
+        return try Optimizers.trainingStep(g, loss: "loss", parameters: StegaStampNetworks.trainableParameters(g, trainSTN: c.trainSTN),
+                                           optimizer: .adam(AdamConfig()))
+    }
+
+    /// The critic step: D_loss = D(real) - D(fake), RMSProp (lr from the input) with gradients
+    /// clipped to +-0.25 and weights to +-0.01 afterwards.
+    public static func criticStep(_ c: StegaStampConfig) throws -> Graph {
+        try c.validate()
+        let b = GraphBuilder(name: "stegastamp_critic_step")
+        let f = forward(b, c)
+        b.output("D_loss", f.dLoss)
+        let g = try b.finish()
+        let criticParams = g.parameters.map { g[$0].name }.filter { $0.hasPrefix("critic.") }
+        return try Optimizers.trainingStep(g, loss: "D_loss", parameters: criticParams, optimizer: .rmsprop(RMSPropConfig()))
+    }
+}
