@@ -52,7 +52,7 @@ final class TransformNetTests: XCTestCase {
         // JPEG at quality 100 (factor 0.0001) quantises nothing, but 4:2:0 still averages chroma.
         let jpeg = try evaluate(try transformGraph(blur: false), ["image": image(), "seed": Tensor(7), "step": Tensor(0)])["transformed"]!
         let e = relativeErrors(jpeg, image())
-        XCTAssertLessThan(e.l2, 0.05)
+        XCTAssertLessThan(e.l2, 0.1)
         XCTAssertGreaterThan(e.l2, 1e-4)
     }
 
