@@ -32,7 +32,7 @@ let package = Package(
         .executableTarget(
             name: "stegastamp",
             dependencies: [
-                "GraphIR", "GraphAutodiff", "GraphRuntime", "StegaStamp",
+                "GraphIR", "GraphAutodiff", "GraphPasses", "GraphRuntime", "StegaStamp",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -31,30 +31,42 @@ public enum ImageOps {
         return Tensor(shape: [s, s], scalars: out)
     }
 
+    /// The edge falloff as a graph value: 1 - g g^T from the 1-D profile g (S floats, not S^2).
+    public static func edgeFalloff(_ b: GraphBuilder, height: Int, width: Int, speed: Int = 4) -> ValueID {
+        func profile(_ s: Int) -> [Float] {
+            var g = [Double](repeating: 1, count: s)
+            for i in 0..<(s / speed) {
+                let f = (Foundation.cos(Double(speed) * Double.pi * Double(i) / Double(s) + Double.pi) + 1) / 2
+                g[i] *= f
+                g[(s - i) % s] *= f
+            }
+            return g.map { Float($0) }
+        }
+        let rows = b.constant(Tensor(shape: [height, 1], scalars: profile(height)), name: "falloff_rows")
+        let cols = b.constant(Tensor(shape: [1, width], scalars: profile(width)), name: "falloff_cols")
+        return b.sub(b.constant(1), b.mul(rows, cols), name: "falloff")
+    }
+
     /// Mean sigmoid cross-entropy over all elements (tf.compat.v1.losses.sigmoid_cross_entropy).
     public static func secretLoss(_ b: GraphBuilder, logits: ValueID, labels: ValueID) -> ValueID {
         b.mean(b.binary(.sigmoidCrossEntropy, logits, labels))
     }
 
     /// The `stn` package's spatial_transformer_network: theta [N, 6] (row-major 2x3) applied to a
-    /// [-1, 1] grid of the output size, mapped onto pixel coordinates with (W - 2) and (H - 2), then
-    /// sampled with clamped corners.
+    /// [-1, 1] grid of the output size (xs = t0 xt + t1 yt + t2, in float32 in that order, as the
+    /// package's batched matmul), mapped onto pixel coordinates with (W - 2) and (H - 2), then
+    /// sampled with clamped corners. The grid is two 1-D constants broadcast, not an H x W table.
     public static func spatialTransformer(_ b: GraphBuilder, _ x: ValueID, theta: ValueID, outHeight ho: Int, outWidth wo: Int) -> ValueID {
         let s = b.shape(x)
         let (n, h, w) = (s[0], s[1], s[2])
-        var grid = [Float](repeating: 1, count: 3 * ho * wo)
-        for i in 0..<ho {
-            for j in 0..<wo {
-                grid[i * wo + j] = wo > 1 ? Float(-1 + 2 * Double(j) / Double(wo - 1)) : -1
-                grid[ho * wo + i * wo + j] = ho > 1 ? Float(-1 + 2 * Double(i) / Double(ho - 1)) : -1
-            }
-        }
-        let gridValue = b.constant(Tensor(shape: [1, 3, ho * wo], scalars: grid), name: "stn_grid")
-        let t = b.reshape(theta, [n, 2, 3])
-        let st = b.matmul(t, b.broadcast(gridValue, to: [n, 3, ho * wo]))  // [N, 2, P]: xs, ys
-        let scale = b.constant(Tensor(shape: [1, 2, 1], scalars: [0.5 * Float(w - 2), 0.5 * Float(h - 2)]))
-        let pixel = b.mul(b.add(st, 1), scale)
-        let coords = b.reshape(b.transpose(pixel, [0, 2, 1]), [n, ho, wo, 2])
+        let xt = b.constant(Tensor(shape: [1, 1, wo], scalars: (0..<wo).map { wo > 1 ? Float(-1 + 2 * Double($0) / Double(wo - 1)) : -1 }), name: "stn_xt")
+        let yt = b.constant(Tensor(shape: [1, ho, 1], scalars: (0..<ho).map { ho > 1 ? Float(-1 + 2 * Double($0) / Double(ho - 1)) : -1 }), name: "stn_yt")
+        func t(_ i: Int) -> ValueID { b.reshape(b.slice(theta, begin: [0, i], end: [n, i + 1]), [n, 1, 1]) }
+        let xs = b.add(b.add(b.mul(t(0), xt), b.mul(t(1), yt)), t(2))
+        let ys = b.add(b.add(b.mul(t(3), xt), b.mul(t(4), yt)), t(5))
+        let px = b.mul(b.add(xs, 1), 0.5 * Float(w - 2))
+        let py = b.mul(b.add(ys, 1), 0.5 * Float(h - 2))
+        let coords = b.concat([b.reshape(px, [n, ho, wo, 1]), b.reshape(py, [n, ho, wo, 1])], axis: 3)
         return b.apply(.bilinearSample(mode: .clamp), [x, coords])
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GraphAutodiff
 import GraphIR
+import GraphPasses
 import GraphRuntime
 import StegaStamp
 
@@ -33,7 +34,7 @@ func readGraph(_ path: String) throws -> Graph {
 struct GraphCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "graph", abstract: "Work with graph files (the text IR).",
-        subcommands: [Check.self, Print.self, Run.self, Grad.self, Export.self])
+        subcommands: [Check.self, Print.self, Run.self, Grad.self, Export.self, Stats.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Parse and verify a graph file; print a summary.")
@@ -69,17 +70,24 @@ struct GraphCommand: ParsableCommand {
         @Option(help: "Where to write the outputs (safetensors).") var out: String
         @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
         @Flag(help: "Also write the parameters after the graph's updates as param.*.") var writeParameters = false
+        @Option(name: .customLong("scalar"), help: "Feed a scalar input: NAME=VALUE (repeatable); overrides the file.")
+        var scalars: [String] = []
 
         func run() throws {
             let g = try readGraph(file)
             let file = try SafetensorsFile.read(path: tensors)
             var feeds: [String: Tensor] = [:]
+            for s in scalars {
+                let parts = s.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let v = Float(parts[1]) else { throw CLIError("--scalar expects NAME=VALUE, got '\(s)'") }
+                feeds[parts[0]] = Tensor(v)
+            }
             var store = ParameterStore(initializing: g)
             var ignored: [String] = []
             let inputNames = Set(g.inputs.map { g[$0].name }), paramNames = Set(g.parameters.map { g[$0].name })
             for (name, t) in file.tensors {
                 if name.hasPrefix("input."), inputNames.contains(String(name.dropFirst(6))) {
-                    feeds[String(name.dropFirst(6))] = t
+                    if feeds[String(name.dropFirst(6))] == nil { feeds[String(name.dropFirst(6))] = t }
                 } else if name.hasPrefix("param."), paramNames.contains(String(name.dropFirst(6))) {
                     store[String(name.dropFirst(6))] = t
                 } else {
@@ -106,8 +114,11 @@ struct GraphCommand: ParsableCommand {
 
     struct Grad: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the gradient graph of a scalar output.",
-            discussion: "The result is the input graph plus outputs grad.<name> for each value differentiated against.")
+            abstract: "Print the gradient graph of an output.",
+            discussion: """
+                The result is the input graph plus outputs grad.<name> for each value differentiated against. \
+                A non-scalar output is summed first (the gradient of sum(output)).
+                """)
         @Argument(help: "Graph file.") var file: String
         @Option(help: "The scalar output to differentiate (default: the first output).") var of: String?
         @Option(parsing: .upToNextOption, help: "Inputs or parameters to differentiate against (default: all parameters, or all inputs if there are none).")
@@ -124,32 +135,125 @@ struct GraphCommand: ParsableCommand {
                 guard let id = g.value(named: n) else { throw CLIError("\(file): no value '\(n)'") }
                 return id
             }
-            var (dg, grads) = try Autodiff.gradient(of: g, output: output, wrt: ids)
-            for (n, gv) in zip(names, grads) { dg.outputs.append(Output(name: "grad.\(n)", value: gv)) }
+            var target = output
+            var base = g
+            if Shape.count(g[output].shape) != 1 {
+                let b = GraphBuilder(extending: g)
+                target = b.sum(output, axes: Array(0..<g[output].shape.count))
+                base = try b.finish()
+            }
+            var (dg, grads) = try Autodiff.gradient(of: base, output: target, wrt: ids)
+            // grad.<name>, or grad.<output>.<name> when the graph already has such outputs.
+            var taken = Set(dg.outputs.map(\.name))
+            let prefix = names.contains { taken.contains("grad.\($0)") } ? "grad.\(outName)." : "grad."
+            for (n, gv) in zip(names, grads) {
+                var name = prefix + n
+                var k = 1
+                while taken.contains(name) { name = "\(prefix)\(n)_\(k)"; k += 1 }
+                taken.insert(name)
+                dg.outputs.append(Output(name: name, value: gv))
+            }
             try dg.verify()
             Swift.print(TextFormat.print(dg), terminator: "")
         }
     }
 
     struct Export: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write the text IR of a built-in model.")
+        static let configuration = CommandConfiguration(
+            abstract: "Write the text IR of a built-in model.",
+            discussion: """
+                encoder, decoder, critic, transform: one network (StegaStamp, exact to the original). \
+                train-step: the generator step (warp, encoder, transform net, decoder, losses, Adam); \
+                critic-step: the WGAN critic step (RMSProp, clipping); plain-train-step: the train_step \
+                fixture's graph (encoder + decoder + losses, gradients as outputs, Adam). \
+                small-forward, small-train-step: the small demo model.
+                """)
         enum Model: String, CaseIterable, ExpressibleByArgument {
+            case encoder, decoder, critic, transform
+            case trainStep = "train-step", criticStep = "critic-step", plainTrainStep = "plain-train-step"
             case smallForward = "small-forward", smallTrainStep = "small-train-step"
         }
-        @Argument(help: "small-forward or small-train-step.") var model: Model
-        @Option(help: "Image height.") var height = 32
-        @Option(help: "Image width.") var width = 32
-        @Option(help: "Secret bits.") var bits = 16
-        @Option(help: "Batch size.") var batch = 16
+        @Argument(help: "The model: \(Model.allCases.map(\.rawValue).joined(separator: ", ")).") var model: Model
+        @Option(help: "Image height (StegaStamp default 400, small model 32).") var height: Int?
+        @Option(help: "Image width (StegaStamp default 400, small model 32).") var width: Int?
+        @Option(help: "Secret bits (StegaStamp default 100, small model 16).") var bits: Int?
+        @Option(help: "Batch size (StegaStamp default 4, small model 16).") var batch: Int?
+        @Option(help: "Border mode of the warp: \(BorderMode.allCases.map(\.rawValue).joined(separator: ", ")).") var borders = "white"
+        @Flag(help: "Train the STN's W_fc1 / b_fc1 (the original did not).") var trainStn = false
+        @Flag(help: "Leave out the original's unused conv10 and second conv9.") var noDeadCode = false
+        @Option(help: "Perceptual loss: ssim or none.") var perceptual = "ssim"
         @Option(help: "Output file (default: standard output).") var out: String?
 
         func run() throws {
-            var c = SmallModelConfig()
-            (c.height, c.width, c.bits, c.batch) = (height, width, bits, batch)
-            do { try c.validate() } catch { throw CLIError("\(error)") }
-            let g = model == .smallForward ? try SmallModel.forward(c) : try SmallModel.trainingStep(c)
+            let g: Graph
+            switch model {
+            case .smallForward, .smallTrainStep:
+                var c = SmallModelConfig()
+                (c.height, c.width, c.bits, c.batch) = (height ?? 32, width ?? 32, bits ?? 16, batch ?? 16)
+                do { try c.validate() } catch { throw CLIError("\(error)") }
+                g = model == .smallForward ? try SmallModel.forward(c) : try SmallModel.trainingStep(c)
+            default:
+                var c = StegaStampConfig()
+                (c.height, c.width, c.bits, c.batch) = (height ?? 400, width ?? 400, bits ?? 100, batch ?? 4)
+                guard let mode = BorderMode(rawValue: borders) else {
+                    throw CLIError("--borders must be one of \(BorderMode.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                guard let p = StegaStampConfig.PerceptualLoss(rawValue: perceptual) else { throw CLIError("--perceptual must be ssim or none") }
+                (c.borders, c.trainSTN, c.includeDeadCode, c.perceptual) = (mode, trainStn, !noDeadCode, p)
+                do { try c.validate() } catch { throw CLIError("\(error)") }
+                switch model {
+                case .encoder: g = try StegaStampGraphs.encoder(c)
+                case .decoder: g = try StegaStampGraphs.decoder(c)
+                case .critic: g = try StegaStampGraphs.critic(c)
+                case .transform: g = try StegaStampGraphs.transform(c)
+                case .trainStep: g = try StegaStampGraphs.generatorStep(c)
+                case .criticStep: g = try StegaStampGraphs.criticStep(c)
+                default: g = try StegaStampGraphs.plainStep(c)
+                }
+            }
             let text = TextFormat.print(g)
             if let out { try text.write(toFile: out, atomically: true, encoding: .utf8) } else { Swift.print(text, terminator: "") }
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Parameter count, FLOPs and the size of every tensor of a graph.")
+        @Argument(help: "Graph file.") var file: String
+        @Flag(help: "Only the summary, not every tensor.") var summary = false
+
+        func run() throws {
+            let g = try readGraph(file)
+            func mib(_ n: Int) -> String { String(format: "%.2f MiB", Double(n * 4) / 1_048_576) }
+            let params = g.parameters.reduce(0) { $0 + Shape.count(g[$1].shape) }
+            let activations = g.values.filter { $0.op != nil }.reduce(0) { $0 + Shape.count($1.shape) }
+            Swift.print("graph \(g.name): \(g.values.count) values, \(g.values.filter { $0.op != nil }.count) ops")
+            Swift.print("parameters: \(g.parameters.count) tensors, \(params) scalars (\(mib(params)))")
+            let live = try Passes.deadCodeElimination(g)
+            let liveParams = live.parameters.reduce(0) { $0 + Shape.count(live[$1].shape) }
+            if liveParams != params || live.values.count != g.values.count {
+                Swift.print("after dead-code elimination: \(live.parameters.count) parameter tensors, \(liveParams) scalars; "
+                            + "\(live.values.count) values; " + String(format: "%.3f GFLOP per call", Double(live.flops) / 1e9))
+            }
+            Swift.print(String(format: "flops: %.3f GFLOP per call", Double(g.flops) / 1e9))
+            Swift.print("op results: \(activations) scalars (\(mib(activations)) if all were kept)")
+            if summary { return }
+            Swift.print("")
+            Swift.print("kind   name                                       shape                    bytes        flops")
+            for v in g.values {
+                let kind: String
+                var flops = 0
+                switch v.definition {
+                case .input: kind = "input"
+                case .parameter: kind = "param"
+                case .constant: kind = "const"
+                case .op(let op, let operands):
+                    kind = "op"
+                    flops = op.flops(operands: operands.map { g[$0].shape }, result: v.shape)
+                }
+                Swift.print("\(kind.padding(toLength: 6, withPad: " ", startingAt: 0)) \(v.name.padding(toLength: 42, withPad: " ", startingAt: 0)) "
+                            + "\(("f32" + Shape.describe(v.shape)).padding(toLength: 24, withPad: " ", startingAt: 0)) "
+                            + "\(String(Shape.count(v.shape) * 4).padding(toLength: 12, withPad: " ", startingAt: 0)) \(flops)")
+            }
         }
     }
 }

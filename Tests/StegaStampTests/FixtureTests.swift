@@ -115,3 +115,16 @@ final class FixtureTests: XCTestCase {
         }
     }
 }
+
+final class FalloffGraphTests: XCTestCase {
+    /// The in-graph falloff (1 - g g^T in float32) against the float64-then-float32 fixture.
+    func testInGraphFalloffMatchesTheFixture() throws {
+        let fx = try Fixture("edge_falloff")
+        for s in fx.attrs["sizes"] as! [Int] {
+            let b = GraphBuilder(name: "falloff")
+            b.output("f", ImageOps.edgeFalloff(b, height: s, width: s))
+            let f = try evaluate(try b.finish(), [:])["f"]!
+            XCTAssertLessThanOrEqual(relativeErrors(f, fx["expected.falloff.\(s)"]).max, 2e-7, "size \(s)")
+        }
+    }
+}

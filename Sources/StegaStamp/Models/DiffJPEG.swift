@@ -50,20 +50,29 @@ public enum DiffJPEG {
     static func alpha() -> [Double] { [1 / 2.0.squareRoot()] + [Double](repeating: 1, count: 7) }
 
     /// One channel [N, h, w, 1] (h, w multiples of 8) through DCT, quantisation and back.
-    static func channel(_ b: GraphBuilder, _ x: ValueID, table: [Float], factor: ValueID) -> ValueID {
+    /// The constants every channel shares, made once per JPEG.
+    struct Constants {
+        let forward, inverse, scale, alphas: ValueID
+        init(_ b: GraphBuilder) {
+            let a = DiffJPEG.alpha()
+            forward = b.constant(DiffJPEG.cosineMatrix(inverse: false), name: "dct_cos")
+            inverse = b.constant(DiffJPEG.cosineMatrix(inverse: true), name: "idct_cos")
+            scale = b.constant(Tensor(shape: [64], scalars: (0..<64).map { Float(0.25 * a[$0 / 8] * a[$0 % 8]) }), name: "dct_scale")
+            alphas = b.constant(Tensor(shape: [64], scalars: (0..<64).map { Float(a[$0 / 8] * a[$0 % 8]) }), name: "idct_alpha")
+        }
+    }
+
+    static func channel(_ b: GraphBuilder, _ x: ValueID, table: [Float], factor: ValueID, constants k: Constants) -> ValueID {
         let s = b.shape(x)
         let (n, h, w) = (s[0], s[1], s[2])
         let blocks = b.reshape(b.transpose(b.reshape(x, [n, h / 8, 8, w / 8, 8]), [0, 1, 3, 2, 4]), [n * (h / 8) * (w / 8), 64])
-        let a = alpha()
-        let scale = b.constant(Tensor(shape: [64], scalars: (0..<64).map { Float(0.25 * a[$0 / 8] * a[$0 % 8]) }))
-        let dct = b.mul(b.matmul(b.sub(blocks, 128), b.constant(cosineMatrix(inverse: false))), scale)
+        let dct = b.mul(b.matmul(b.sub(blocks, 128), k.forward), k.scale)
         let q = b.mul(b.constant(Tensor(shape: [64], scalars: table)), factor)
         let quantised = b.div(dct, q)
         let rounded = b.select(b.binary(.less, b.unary(.abs, quantised), b.constant(0.5)),
                                b.mul(b.mul(quantised, quantised), quantised), quantised)
         let dequantised = b.mul(rounded, q)
-        let alphas = b.constant(Tensor(shape: [64], scalars: (0..<64).map { Float(a[$0 / 8] * a[$0 % 8]) }))
-        let idct = b.add(b.mul(b.matmul(b.mul(dequantised, alphas), b.constant(cosineMatrix(inverse: true))), 0.25), 128)
+        let idct = b.add(b.mul(b.matmul(b.mul(dequantised, k.alphas), k.inverse), 0.25), 128)
         return b.reshape(b.transpose(b.reshape(idct, [n, h / 8, w / 8, 8, 8]), [0, 1, 3, 2, 4]), [n, h, w, 1])
     }
 
@@ -84,11 +93,12 @@ public enum DiffJPEG {
         let ycc = b.add(b.reshape(b.matmul(b.reshape(v, [n * hp * wp, 3]), a, transposeB: true), [n, hp, wp, 3]),
                         b.constant(Tensor(shape: [3], scalars: [0, 128, 128])))
         func plane(_ c: Int) -> ValueID { b.slice(ycc, begin: [0, 0, 0, c], end: [n, hp, wp, c + 1]) }
-        let y = channel(b, plane(0), table: yTable, factor: factor)
+        let k = Constants(b)
+        let y = channel(b, plane(0), table: yTable, factor: factor, constants: k)
         var chroma: [ValueID] = []
         for c in 1...2 {
             let pooled = b.apply(.avgPool(window: [2, 2], strides: [2, 2]), [plane(c)])
-            chroma.append(b.upsampleNearest(channel(b, pooled, table: cTable, factor: factor), factor: 2))
+            chroma.append(b.upsampleNearest(channel(b, pooled, table: cTable, factor: factor, constants: k), factor: 2))
         }
         let back = b.add(b.concat([y] + chroma, axis: 3), b.constant(Tensor(shape: [3], scalars: [0, -128, -128])))
         let bm = b.constant(Tensor(shape: [3, 3], scalars: yccToRgb), name: "jpeg_ycc_to_rgb")

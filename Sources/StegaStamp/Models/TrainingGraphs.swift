@@ -104,9 +104,8 @@ public enum StegaStampGraphs {
         let logits = StegaStampNetworks.decoder(b, image: transformed, bits: c.bits, prefix: "decoder.", seed: c.seed + 1).logits
         let acc = Losses.secretAccuracy(b, logits: logits, secret: secret)
         let secretLoss = ImageOps.secretLoss(b, logits: logits, labels: secret)
-        let falloff = b.constant(ImageOps.edgeFalloff(size: c.height), name: "falloff")
-        let falloffHW = c.height == c.width ? falloff : b.constant(Tensor(shape: [c.height, c.width], scalars: [Float](repeating: 0, count: c.height * c.width)))
-        let (imageLoss, yuvLoss) = Losses.imageLoss(b, encoded: enc.encoded, image: image, falloff: falloffHW, gain: edgeGain, yuvScales: c.yuvScales)
+        let falloff = ImageOps.edgeFalloff(b, height: c.height, width: c.width)
+        let (imageLoss, yuvLoss) = Losses.imageLoss(b, encoded: enc.encoded, image: image, falloff: falloff, gain: edgeGain, yuvScales: c.yuvScales)
         let perceptual = c.perceptual == .ssim ? Losses.ssimLoss(b, image, enc.encoded) : b.constant(0)
         var loss = b.add(b.add(b.mul(l2Scale, imageLoss), b.mul(perceptualScale, perceptual)), b.mul(secretScale, secretLoss))
         loss = b.add(loss, b.mul(gScale, dFake), name: "loss")
@@ -142,6 +141,38 @@ public enum StegaStampGraphs {
         let g = try b.finish()
         return try Optimizers.trainingStep(g, loss: "loss", parameters: StegaStampNetworks.trainableParameters(g, trainSTN: c.trainSTN),
                                            optimizer: .adam(AdamConfig()))
+    }
+
+    /// The train step of the `train_step` fixture: encoder -> (image + residual) -> decoder, no
+    /// warp, transform net, critic or perceptual loss; loss = l2_loss_scale * image_loss +
+    /// secret_loss_scale * secret_loss with the falloff as the input `falloff` [H, W] times the input
+    /// `l2_edge_gain`. Outputs the loss, its parts, residual, logits and `grad.<parameter>` for every
+    /// encoder and decoder parameter (zeros for the dead conv10), then applies Adam.
+    public static func plainStep(_ c: StegaStampConfig) throws -> Graph {
+        try c.validate()
+        let b = GraphBuilder(name: "stegastamp_plain_train_step")
+        let secret = b.input("secret", [c.batch, c.bits])
+        let image = b.input("image", [c.batch, c.height, c.width, 3])
+        let falloff = b.input("falloff", [c.height, c.width])
+        let gain = b.input("l2_edge_gain", [])
+        let l2Scale = b.input("l2_loss_scale", [])
+        let secretScale = b.input("secret_loss_scale", [])
+        let residual = StegaStampNetworks.encoder(b, secret: secret, image: image, prefix: "encoder.", seed: c.seed, includeDeadCode: c.includeDeadCode)
+        let encoded = b.add(image, residual)
+        let logits = StegaStampNetworks.decoder(b, image: encoded, bits: c.bits, prefix: "decoder.", seed: c.seed + 1).logits
+        let secretLoss = ImageOps.secretLoss(b, logits: logits, labels: secret)
+        let (imageLoss, yuvLoss) = Losses.imageLoss(b, encoded: encoded, image: image, falloff: falloff, gain: gain, yuvScales: c.yuvScales)
+        let loss = b.add(b.mul(l2Scale, imageLoss), b.mul(secretScale, secretLoss), name: "loss")
+        for (name, v) in [("loss", loss), ("secret_loss", secretLoss), ("image_loss", imageLoss), ("yuv_loss", yuvLoss),
+                          ("residual", residual), ("logits", logits)] { b.output(name, v) }
+        let params = b.graph.parameters.filter { b.graph[$0].name.hasPrefix("encoder.") || b.graph[$0].name.hasPrefix("decoder.") }
+        let grads = try Autodiff.gradient(in: b, of: loss, wrt: params)
+        for (p, g) in zip(params, grads) { b.output("grad." + b.graph[p].name, g) }
+        let trainable = Set(StegaStampNetworks.trainableParameters(b.graph, trainSTN: c.trainSTN))
+        let pairs = zip(params, grads).filter { trainable.contains(b.graph[$0.0].name) }
+        Optimizers.adam(b, parameters: pairs.map(\.0), gradients: pairs.map(\.1), learningRate: b.input("learning_rate", []),
+                        step: b.input("step", []))
+        return try b.finish()
     }
 
     /// The critic step: D_loss = D(real) - D(fake), RMSProp (lr from the input) with gradients
