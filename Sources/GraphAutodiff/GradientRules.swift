@@ -171,6 +171,10 @@ enum GradientRules {
             return [b.apply(.avgPoolBackprop(window: w, strides: st, inputShape: shape(x[0])), [g])]
         case .avgPoolBackprop(let w, let st, _):
             return [b.apply(.avgPool(window: w, strides: st), [g])]
+        case .maxPool(let w, let st):
+            return [b.apply(.maxPoolBackprop(window: w, strides: st), [x[0], g])]
+        case .maxPoolBackprop:
+            return try x.indices.map { try notDifferentiable($0) }
 
         case .bilinearSample(let mode):
             let s = shape(x[0])

@@ -19,6 +19,8 @@ extension Op {
             return 2 * Shape.count(s[0]) * k[0] * k[1] * k[2]
         case .conv2dBackpropFilter:
             return 2 * Shape.count(s[1]) * r[0] * r[1] * r[2]
+        case .maxPool(let w, _), .maxPoolBackprop(let w, _):
+            return max(out, Shape.count(s[0])) * w[0] * w[1]
         case .avgPool(let w, _), .avgPoolBackprop(let w, _, _):
             return max(out, Shape.count(s[0])) * w[0] * w[1] / max(1, w[0] * w[1]) * 2
         case .bilinearSample, .bilinearSampleGradImage, .bilinearSampleGradCoords, .projectiveWarp, .projectiveWarpTranspose:

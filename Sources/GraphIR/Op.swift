@@ -33,6 +33,10 @@ public enum Op: Hashable, Sendable {
     case avgPool(window: [Int], strides: [Int])
     /// Gradient of avgPool: dy -> dx of shape `inputShape`.
     case avgPoolBackprop(window: [Int], strides: [Int], inputShape: [Int])
+    /// Max pooling of NHWC, 'VALID' windows.
+    case maxPool(window: [Int], strides: [Int])
+    /// Gradient of maxPool: (x, dy) -> dx, each window's cotangent to its first maximum.
+    case maxPoolBackprop(window: [Int], strides: [Int])
     /// Bilinear sampling of image [N,H,W,C] at pixel coordinates coords [N,Ho,Wo,2] = (x, y).
     case bilinearSample(mode: SampleMode)
     /// Adjoint of bilinearSample in the image: (dy, coords) -> dimage [N, size[0], size[1], C].
@@ -156,6 +160,8 @@ extension Op {
         case .upsampleNearest: return "upsample_nearest"
         case .avgPool: return "avg_pool"
         case .avgPoolBackprop: return "avg_pool_backprop"
+        case .maxPool: return "max_pool"
+        case .maxPoolBackprop: return "max_pool_backprop"
         case .bilinearSample: return "bilinear_sample"
         case .bilinearSampleGradImage: return "bilinear_sample_grad_image"
         case .bilinearSampleGradCoords: return "bilinear_sample_grad_coords"
@@ -170,9 +176,9 @@ extension Op {
     public var arity: Int? {
         switch self {
         case .unary, .reduce, .reshape, .transpose, .broadcast, .slice, .pad, .reverse,
-             .upsampleNearest, .avgPool, .avgPoolBackprop, .randomUniform, .randomNormal:
+             .upsampleNearest, .avgPool, .avgPoolBackprop, .maxPool, .randomUniform, .randomNormal:
             return 1
-        case .binary, .matmul, .conv2d, .conv2dBackpropInput, .conv2dBackpropFilter,
+        case .binary, .matmul, .conv2d, .conv2dBackpropInput, .conv2dBackpropFilter, .maxPoolBackprop,
              .bilinearSample, .bilinearSampleGradImage, .projectiveWarp, .projectiveWarpTranspose:
             return 2
         case .select, .bilinearSampleGradCoords:
@@ -212,6 +218,7 @@ extension Op {
         case .avgPool(let w, let s): return [("window", .ints(w)), ("strides", .ints(s))]
         case .avgPoolBackprop(let w, let s, let i):
             return [("window", .ints(w)), ("strides", .ints(s)), ("input_shape", .ints(i))]
+        case .maxPool(let w, let s), .maxPoolBackprop(let w, let s): return [("window", .ints(w)), ("strides", .ints(s))]
         case .bilinearSample(let m): return [("mode", .word(m.rawValue))]
         case .bilinearSampleGradImage(let m, let s): return [("mode", .word(m.rawValue)), ("size", .ints(s))]
         case .bilinearSampleGradCoords(let m): return [("mode", .word(m.rawValue))]
@@ -259,6 +266,8 @@ extension Op {
             case "avg_pool_backprop":
                 op = .avgPoolBackprop(window: try reader.ints("window"), strides: try reader.ints("strides"),
                                       inputShape: try reader.ints("input_shape"))
+            case "max_pool": op = .maxPool(window: try reader.ints("window"), strides: try reader.ints("strides"))
+            case "max_pool_backprop": op = .maxPoolBackprop(window: try reader.ints("window"), strides: try reader.ints("strides"))
             case "bilinear_sample": op = .bilinearSample(mode: try reader.word("mode", SampleMode.self))
             case "bilinear_sample_grad_image":
                 op = .bilinearSampleGradImage(mode: try reader.word("mode", SampleMode.self), size: try reader.ints("size"))

@@ -127,7 +127,7 @@ extension Op {
             try requireRank(s[0], 4, "input (NHWC)")
             try pair(f, "factors")
             return [s[0][0], s[0][1] * f[0], s[0][2] * f[1], s[0][3]]
-        case .avgPool(let w, let st):
+        case .avgPool(let w, let st), .maxPool(let w, let st):
             try requireRank(s[0], 4, "input (NHWC)")
             try pair(w, "window")
             try pair(st, "strides")
@@ -137,6 +137,10 @@ extension Op {
             let y = try Op.avgPool(window: w, strides: st).resultShape([inputShape])
             if y != s[0] { throw fail("gradient shape must be the pooled shape \(Shape.describe(y))") }
             return inputShape
+        case .maxPoolBackprop(let w, let st):
+            let y = try Op.maxPool(window: w, strides: st).resultShape([s[0]])
+            if y != s[1] { throw fail("gradient shape must be the pooled shape \(Shape.describe(y))") }
+            return s[0]
         case .bilinearSample:
             try requireRank(s[0], 4, "image (NHWC)")
             try requireRank(s[1], 4, "coords [N,Ho,Wo,2]")

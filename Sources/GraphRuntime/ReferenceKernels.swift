@@ -24,6 +24,8 @@ public enum ReferenceKernels {
         case .upsampleNearest(let f): return upsample(a[0], f, shape)
         case .avgPool(let w, let s): return avgPool(a[0], w, s, shape)
         case .avgPoolBackprop(let w, let s, _): return avgPoolBackprop(a[0], w, s, shape)
+        case .maxPool(let w, let s): return maxPool(a[0], w, s, shape, gradient: nil)
+        case .maxPoolBackprop(let w, let s): return maxPool(a[0], w, s, a[0].shape, gradient: a[1])
         case .bilinearSample(let mode): return Sampling.sample(a[0], a[1], mode)
         case .bilinearSampleGradImage(let mode, _): return Sampling.gradImage(a[0], a[1], mode, shape)
         case .bilinearSampleGradCoords(let mode): return Sampling.gradCoords(a[0], a[1], a[2], mode)
@@ -426,6 +428,36 @@ public enum ReferenceKernels {
             }
         }
         return Tensor(shape: shape, scalars: acc.map { Float($0) })
+    }
+
+    /// Max pooling; with `gradient` (the pooled cotangent), routes each window's cotangent to the
+    /// first position holding its maximum and returns the input-shaped result instead.
+    static func maxPool(_ x: Tensor, _ win: [Int], _ st: [Int], _ shape: [Int], gradient: Tensor?) -> Tensor {
+        let (h, w, c) = (x.shape[1], x.shape[2], x.shape[3])
+        let oh = (h - win[0]) / st[0] + 1, ow = (w - win[1]) / st[1] + 1
+        var out = [Float](repeating: 0, count: Shape.count(shape))
+        var acc = [Double](repeating: 0, count: gradient == nil ? 0 : x.count)
+        for b in 0..<x.shape[0] {
+            for i in 0..<oh {
+                for j in 0..<ow {
+                    for q in 0..<c {
+                        var best = -Float.infinity, at = -1
+                        for di in 0..<win[0] {
+                            for dj in 0..<win[1] {
+                                let row: Int = (b * h + i * st[0] + di) * w
+                                let idx: Int = (row + j * st[1] + dj) * c + q
+                                let v = x.scalars[idx]
+                                if at < 0 || v > best || v.isNaN { best = v; at = idx }
+                            }
+                        }
+                        let o = ((b * oh + i) * ow + j) * c + q
+                        if let g = gradient { acc[at] += Double(g.scalars[o]) } else { out[o] = best }
+                    }
+                }
+            }
+        }
+        if gradient != nil { return Tensor(shape: x.shape, scalars: acc.map { Float($0) }) }
+        return Tensor(shape: shape, scalars: out)
     }
 
     // MARK: random

@@ -3,7 +3,7 @@ import GraphIR
 
 public struct SafetensorsError: Error, CustomStringConvertible {
     public var description: String
-    init(_ path: String?, _ m: String) { description = (path.map { "\($0): " } ?? "") + m }
+    public init(_ path: String?, _ m: String) { description = (path.map { "\($0): " } ?? "") + m }
 }
 
 /// The safetensors format (readable by numpy, PyTorch, JAX): an 8-byte little-endian header

@@ -181,7 +181,7 @@ struct GraphCommand: ParsableCommand {
         @Option(help: "Border mode of the warp: \(BorderMode.allCases.map(\.rawValue).joined(separator: ", ")).") var borders = "white"
         @Flag(help: "Train the STN's W_fc1 / b_fc1 (the original did not).") var trainStn = false
         @Flag(help: "Leave out the original's unused conv10 and second conv9.") var noDeadCode = false
-        @Option(help: "Perceptual loss: ssim or none.") var perceptual = "ssim"
+        @Option(help: "Perceptual loss: ssim, lpips (weights loaded into parameters lpips.*) or none.") var perceptual = "ssim"
         @Option(help: "Output file (default: standard output).") var out: String?
 
         func run() throws {
@@ -198,7 +198,7 @@ struct GraphCommand: ParsableCommand {
                 guard let mode = BorderMode(rawValue: borders) else {
                     throw CLIError("--borders must be one of \(BorderMode.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
-                guard let p = StegaStampConfig.PerceptualLoss(rawValue: perceptual) else { throw CLIError("--perceptual must be ssim or none") }
+                guard let p = StegaStampConfig.PerceptualLoss(rawValue: perceptual) else { throw CLIError("--perceptual must be ssim, lpips or none") }
                 (c.borders, c.trainSTN, c.includeDeadCode, c.perceptual) = (mode, trainStn, !noDeadCode, p)
                 do { try c.validate() } catch { throw CLIError("\(error)") }
                 switch model {

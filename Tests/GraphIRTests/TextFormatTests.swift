@@ -32,6 +32,8 @@ final class TextFormatTests: XCTestCase {
         let mm = b.matmul(bc, bc, transposeA: false, transposeB: true)
         let up = b.upsampleNearest(x, factor: 2)
         let pool = b.apply(.avgPool(window: [2, 2], strides: [2, 2]), [up])
+        let mp = b.apply(.maxPool(window: [3, 3], strides: [2, 2]), [up])
+        b.output("mpb", b.apply(.maxPoolBackprop(window: [3, 3], strides: [2, 2]), [up, mp]))
         let pb = b.apply(.avgPoolBackprop(window: [2, 2], strides: [2, 2], inputShape: [2, 12, 12, 3]), [pool])
         let coords = b.apply(.randomUniform(shape: [2, 4, 5, 2], key: 1), [seed])
         let smp = b.apply(.bilinearSample(mode: .clamp), [x, coords])

@@ -108,6 +108,7 @@ final class GradientCheckTests: XCTestCase {
         let x = randomTensor([2, 4, 6, 3], seed: 18)
         check("upsample_nearest", [("x", x)]) { b, v in b.apply(.upsampleNearest(factors: [2, 3]), [v[0]]) }
         check("avg_pool", [("x", x)]) { b, v in b.apply(.avgPool(window: [2, 3], strides: [2, 2]), [v[0]]) }
+        check("max_pool", [("x", x)]) { b, v in b.apply(.maxPool(window: [3, 3], strides: [1, 2]), [v[0]]) }
         let pooled = randomTensor([2, 2, 2, 3], seed: 19)
         check("avg_pool_backprop", [("g", pooled)]) { b, v in
             b.apply(.avgPoolBackprop(window: [2, 3], strides: [2, 2], inputShape: [2, 4, 6, 3]), [v[0]])

@@ -18,7 +18,8 @@ public struct StegaStampConfig: Sendable, Equatable {
     public var perceptual = PerceptualLoss.ssim
     public var seed = 1
 
-    public enum PerceptualLoss: String, CaseIterable, Sendable { case ssim, none }
+    /// ssim: weight-free 1 - SSIM; lpips: LPIPS (AlexNet), parameters lpips.* loaded from a file.
+    public enum PerceptualLoss: String, CaseIterable, Sendable { case ssim, lpips, none }
 
     public init() {}
 
@@ -106,7 +107,12 @@ public enum StegaStampGraphs {
         let secretLoss = ImageOps.secretLoss(b, logits: logits, labels: secret)
         let falloff = ImageOps.edgeFalloff(b, height: c.height, width: c.width)
         let (imageLoss, yuvLoss) = Losses.imageLoss(b, encoded: enc.encoded, image: image, falloff: falloff, gain: edgeGain, yuvScales: c.yuvScales)
-        let perceptual = c.perceptual == .ssim ? Losses.ssimLoss(b, image, enc.encoded) : b.constant(0)
+        let perceptual: ValueID
+        switch c.perceptual {
+        case .ssim: perceptual = Losses.ssimLoss(b, image, enc.encoded)
+        case .lpips: perceptual = b.mean(LPIPS.distance(b, b.sub(b.mul(image, 2), 1), b.sub(b.mul(enc.encoded, 2), 1)))
+        case .none: perceptual = b.constant(0)
+        }
         var loss = b.add(b.add(b.mul(l2Scale, imageLoss), b.mul(perceptualScale, perceptual)), b.mul(secretScale, secretLoss))
         loss = b.add(loss, b.mul(gScale, dFake), name: "loss")
         return Forward(loss: loss, secretLoss: secretLoss, imageLoss: imageLoss, yuvLoss: yuvLoss, perceptualLoss: perceptual,
