@@ -146,6 +146,17 @@ final class TrainingGraphTests: XCTestCase {
         }
     }
 
+    func testGeneratorStepWithLPIPS() throws {
+        var c = smallConfig()
+        c.perceptual = .lpips
+        let g = try StegaStampGraphs.generatorStep(c)
+        XCTAssertNotNil(g.value(named: "lpips.conv1.kernel"))
+        XCTAssertFalse(g.updates.contains { g[$0.parameter].name.hasPrefix("lpips.") }, "LPIPS weights are frozen")
+        var store = ParameterStore(initializing: g)
+        let out = try Compiler.compile(g, for: Signature.of(g)).run(feeds(c), parameters: &store)
+        XCTAssertTrue(out["perceptual_loss"]!.scalar.isFinite)
+    }
+
     func testCriticStepClipsWeights() throws {
         let c = smallConfig()
         let g = try StegaStampGraphs.criticStep(c)
