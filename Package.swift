@@ -26,8 +26,10 @@ let package = Package(
 
         .target(name: "GraphIR"),
         .target(name: "GraphAutodiff", dependencies: ["GraphIR"]),
-        .target(name: "GraphPasses", dependencies: ["GraphIR"]),
-        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphPasses", "CBLAS"]),
+        // The reference kernels: the oracle, used by the interpreter and by constant folding.
+        .target(name: "GraphKernels", dependencies: ["GraphIR"]),
+        .target(name: "GraphPasses", dependencies: ["GraphIR", "GraphKernels"]),
+        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "CBLAS"]),
         .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime"]),
         .executableTarget(
             name: "stegastamp",

@@ -193,6 +193,9 @@ enum GradientRules {
 
         case .randomUniform, .randomNormal:
             return [nil]
+        case .fused:
+            // Fusion runs after differentiation; a fused graph is not differentiated again.
+            return try x.indices.map { try notDifferentiable($0) }
         }
     }
 

@@ -28,7 +28,7 @@ public enum Definition: Hashable, Sendable {
     case op(Op, [ValueID])
 }
 
-public struct Value: Sendable {
+public struct Value: Hashable, Sendable {
     public var name: String
     public var shape: [Int]
     public var definition: Definition
@@ -40,6 +40,17 @@ public struct Value: Sendable {
         self.shape = shape
         self.definition = definition
         self.line = line
+    }
+
+    /// Equality ignores the source line.
+    public static func == (a: Value, b: Value) -> Bool {
+        a.name == b.name && a.shape == b.shape && a.definition == b.definition
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(name)
+        h.combine(shape)
+        h.combine(definition)
     }
 
     public var operands: [ValueID] {
@@ -92,7 +103,7 @@ public struct GraphError: Error, CustomStringConvertible {
 
 /// A static-shape SSA graph: named inputs, parameters, constants, op values, named outputs and
 /// parameter updates.
-public struct Graph: Sendable {
+public struct Graph: Hashable, Sendable {
     public var name: String
     public var values: [Value]
     public var outputs: [Output]

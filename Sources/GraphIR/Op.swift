@@ -51,6 +51,28 @@ public enum Op: Hashable, Sendable {
     /// Counter-based random numbers keyed by a seed input (a scalar) and a per-op stream key.
     case randomUniform(shape: [Int], key: Int)
     case randomNormal(shape: [Int], key: Int)
+    /// A fused kernel: a region whose body is a graph with inputs `arg0`, `arg1`, ... (the
+    /// operands, in order) and one output. The interpreter runs the body; backends compile it.
+    case fused(FusedKernel)
+}
+
+/// The legality class a fusion was made under (TVM's pattern lattice, XLA's fusion kinds).
+public enum FusionKind: String, CaseIterable, Hashable, Sendable {
+    /// Elementwise chains: one loop.
+    case loop
+    /// conv2d or matmul with an elementwise epilogue (bias, activation, residual add).
+    case output
+    /// A reduction with its elementwise producers.
+    case input
+}
+
+public struct FusedKernel: Hashable, Sendable {
+    public var kind: FusionKind
+    public var body: Graph
+    public init(kind: FusionKind, body: Graph) {
+        self.kind = kind
+        self.body = body
+    }
 }
 
 public enum UnaryOp: String, CaseIterable, Hashable, Sendable {
@@ -169,6 +191,7 @@ extension Op {
         case .projectiveWarpTranspose: return "projective_warp_transpose"
         case .randomUniform: return "random_uniform"
         case .randomNormal: return "random_normal"
+        case .fused: return "fused"
         }
     }
 
@@ -183,7 +206,7 @@ extension Op {
             return 2
         case .select, .bilinearSampleGradCoords:
             return 3
-        case .concat:
+        case .concat, .fused:
             return nil
         }
     }
@@ -225,6 +248,7 @@ extension Op {
         case .projectiveWarp(let inv, let g): return [("inverse", .bool(inv)), ("gradient", .word(g.rawValue))]
         case .projectiveWarpTranspose(let inv): return [("inverse", .bool(inv))]
         case .randomUniform(let s, let k), .randomNormal(let s, let k): return [("shape", .ints(s)), ("key", .int(k))]
+        case .fused(let f): return [("kind", .word(f.kind.rawValue))]
         }
     }
 

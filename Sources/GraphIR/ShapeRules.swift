@@ -160,6 +160,17 @@ extension Op {
             try requireRank(s[0], 4, "images (NHWC)")
             if s[1] != [s[0][0], 8] { throw fail("transforms must be [\(s[0][0]),8]") }
             return s[0]
+        case .fused(let f):
+            let inputs = f.body.inputs
+            if inputs.count != s.count { throw fail("body has \(inputs.count) inputs for \(s.count) operands") }
+            for (i, id) in inputs.enumerated() {
+                if f.body[id].name != "arg\(i)" { throw fail("body input \(i) must be named arg\(i)") }
+                if f.body[id].shape != s[i] { throw fail("body input arg\(i) is \(Shape.describe(f.body[id].shape)) but operand \(i) is \(Shape.describe(s[i]))") }
+            }
+            if f.body.outputs.count != 1 { throw fail("body must have exactly one output") }
+            if !f.body.updates.isEmpty || !f.body.parameters.isEmpty { throw fail("body cannot have parameters or updates") }
+            do { try f.body.verify() } catch { throw fail("body: \(error)") }
+            return f.body[f.body.outputs[0].value].shape
         case .randomUniform(let shape, _), .randomNormal(let shape, _):
             if shape.contains(where: { $0 < 0 }) { throw fail("negative dimension in \(shape)") }
             if Shape.count(s[0]) != 1 { throw fail("seed must be a single value") }

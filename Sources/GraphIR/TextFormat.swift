@@ -11,8 +11,14 @@
 /// `parse(print(g))` gives back `g`, and `print(parse(text)) == text` for printed text.
 public enum TextFormat {
     public static func print(_ g: Graph) -> String {
-        var out = "graph \(g.name)\n"
+        "graph \(g.name)\n" + body(g, indent: "")
+    }
+
+    /// The declarations of a graph; fused kernels print their body indented in braces.
+    static func body(_ g: Graph, indent: String) -> String {
+        var out = ""
         for v in g.values {
+            out += indent
             let type = "f32" + Shape.describe(v.shape)
             switch v.definition {
             case .input:
@@ -25,11 +31,15 @@ public enum TextFormat {
                 let args = operands.map { "%" + g[$0].name }.joined(separator: ", ")
                 let attrs = op.attributes
                 let attrText = attrs.isEmpty ? "" : " {" + attrs.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + "}"
-                out += "%\(v.name) = \(op.name)(\(args))\(attrText) : \(type)\n"
+                if case .fused(let f) = op {
+                    out += "%\(v.name) = \(op.name)(\(args))\(attrText) : \(type) {\n" + body(f.body, indent: indent + "  ") + indent + "}\n"
+                } else {
+                    out += "%\(v.name) = \(op.name)(\(args))\(attrText) : \(type)\n"
+                }
             }
         }
-        for o in g.outputs { out += "output \(o.name) = %\(g[o.value].name)\n" }
-        for u in g.updates { out += "update %\(g[u.parameter].name) = %\(g[u.value].name)\n" }
+        for o in g.outputs { out += indent + "output \(o.name) = %\(g[o.value].name)\n" }
+        for u in g.updates { out += indent + "update %\(g[u.parameter].name) = %\(g[u.value].name)\n" }
         return out
     }
 
@@ -277,25 +287,24 @@ private struct Parser {
     }
 
     mutating func parse(_ text: String) throws -> Graph {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        var i = 0
         var sawHeader = false
-        var lineNumber = 0
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
+        while i < lines.count, !sawHeader {
+            let raw = lines[i]
+            i += 1
             let trimmed = raw.drop { $0 == " " || $0 == "\t" }
             if trimmed.isEmpty || trimmed.hasPrefix("#") || trimmed.allSatisfy({ $0 == "\r" }) { continue }
-            lexer = Lexer(raw, line: lineNumber)
+            lexer = Lexer(raw, line: i)
             try advance()
-            if !sawHeader {
-                guard token == .word("graph") else { throw error("a graph file starts with 'graph NAME'") }
-                try advance()
-                graph.name = try word()
-                try expectEnd()
-                sawHeader = true
-                continue
-            }
-            try parseLine()
+            guard token == .word("graph") else { throw error("a graph file starts with 'graph NAME'") }
+            try advance()
+            graph.name = try word()
+            try expectEnd()
+            sawHeader = true
         }
         if !sawHeader { throw GraphError("empty graph file: expected 'graph NAME'", line: 1, column: 1) }
+        try parseLines(lines, &i, nested: false)
         do { try graph.verify() } catch let e as GraphError {
             // Op shapes were checked line by line; what remains (updates) gets the line if known.
             throw e
@@ -303,7 +312,23 @@ private struct Parser {
         return graph
     }
 
-    mutating func parseLine() throws {
+    /// Declarations until the end (or, in a fused body, until the closing "}").
+    mutating func parseLines(_ lines: [Substring], _ i: inout Int, nested: Bool) throws {
+        let opened = i
+        while i < lines.count {
+            let raw = lines[i]
+            i += 1
+            let trimmed = raw.drop { $0 == " " || $0 == "\t" }
+            if trimmed.isEmpty || trimmed.hasPrefix("#") || trimmed.allSatisfy({ $0 == "\r" }) { continue }
+            if nested && trimmed.trimmingSuffix() == "}" { return }
+            lexer = Lexer(raw, line: i)
+            try advance()
+            try parseLine(lines, &i)
+        }
+        if nested { throw GraphError("fused body opened on line \(opened) is not closed with '}'", line: opened, column: 1) }
+    }
+
+    mutating func parseLine(_ lines: [Substring], _ i: inout Int) throws {
         switch token {
         case .word("input"):
             try advance()
@@ -405,22 +430,48 @@ private struct Parser {
             try expect(":")
             let typeCol = lexer.column
             let shape = try type()
-            try expectEnd()
-            let op: Op
-            do { op = try Op.make(name: opName, attributes: attrs) } catch let e as AttributeError {
-                throw GraphError(e.description, line: lexer.line, column: opCol)
+            let line = lexer.line
+            var op: Op
+            if opName == "fused" {
+                guard token == .punct("{") else { throw error("a fused kernel's body follows in '{' ... '}'") }
+                try advance()
+                try expectEnd()
+                guard case .word(let kindName)? = attrs["kind"], let kind = FusionKind(rawValue: kindName), attrs.count == 1 else {
+                    throw GraphError("fused: needs exactly the attribute kind=\(FusionKind.allCases.map(\.rawValue).joined(separator: "|"))",
+                                     line: line, column: opCol)
+                }
+                var sub = Parser()
+                sub.graph.name = "body"
+                try sub.parseLines(lines, &i, nested: true)
+                do { try sub.graph.verify() } catch let e as GraphError {
+                    throw GraphError("fused body: \(e.message)", line: e.line ?? line, column: e.column)
+                }
+                op = .fused(FusedKernel(kind: kind, body: sub.graph))
+            } else {
+                try expectEnd()
+                do { op = try Op.make(name: opName, attributes: attrs) } catch let e as AttributeError {
+                    throw GraphError(e.description, line: lexer.line, column: opCol)
+                }
             }
             let inferred: [Int]
             do { inferred = try op.resultShape(operands.map { graph[$0].shape }) } catch let e as ShapeError {
-                throw GraphError(e.description, line: lexer.line, column: opCol)
+                throw GraphError(e.description, line: line, column: opCol)
             }
             if inferred != shape {
                 throw GraphError("\(opName) gives f32\(Shape.describe(inferred)) but the line declares f32\(Shape.describe(shape))",
-                                 line: lexer.line, column: typeCol)
+                                 line: line, column: typeCol)
             }
             define(name, shape, .op(op, operands))
         default:
             throw error("expected 'input', 'param', 'output', 'update' or '%name = ...', found '\(token.text)'")
         }
+    }
+}
+
+extension Substring {
+    func trimmingSuffix() -> Substring {
+        var s = self
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
+        return s
     }
 }

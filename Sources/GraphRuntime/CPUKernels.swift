@@ -1,5 +1,6 @@
 import CBLAS
 import GraphIR
+import GraphKernels
 
 /// Fast kernels for the `cpu` backend. Each returns nil for cases it does not cover, and the
 /// reference kernel runs instead. Tested op by op against `ReferenceKernels`.

@@ -1,5 +1,6 @@
 import Foundation
 import GraphIR
+import GraphKernels
 import GraphPasses
 
 /// Which kernels run the graph.
@@ -12,11 +13,15 @@ public enum Backend: String, CaseIterable, Sendable {
 
 public struct CompileOptions: Equatable, Sendable {
     public var backend: Backend
-    /// Drop values no output or update needs before running (on by default).
-    public var eliminateDeadCode: Bool
-    public init(backend: Backend = .cpu, eliminateDeadCode: Bool = true) {
+    /// Run the standard pass pipeline (dead code, CSE, folding, simplification, fusion); when
+    /// off, only dead code is removed.
+    public var optimize: Bool
+    /// Passes of the pipeline to skip, by name.
+    public var disabledPasses: Set<String>
+    public init(backend: Backend = .cpu, optimize: Bool = true, disabledPasses: Set<String> = []) {
         self.backend = backend
-        self.eliminateDeadCode = eliminateDeadCode
+        self.optimize = optimize
+        self.disabledPasses = disabledPasses
     }
 }
 
@@ -55,8 +60,15 @@ public enum Compiler {
         for v in graph.values where Shape.count(v.shape) > maxElements {
             throw ExecutionError("%\(v.name) has \(Shape.count(v.shape)) elements (f32\(Shape.describe(v.shape))), more than this runtime allows")
         }
-        let optimised = options.eliminateDeadCode ? try Passes.deadCodeElimination(graph) : graph
-        return Executable(graph: optimised, signature: signature, options: options)
+        var optimised = try Passes.deadCodeElimination(graph)
+        if options.optimize {
+            var pm = PassManager.standard
+            pm.disabled = options.disabledPasses
+            optimised = try pm.run(graph).graph
+        }
+        let plan = MemoryPlan.plan(optimised)
+        try plan.check()
+        return Executable(graph: optimised, signature: signature, options: options, plan: plan)
     }
 }
 
@@ -66,13 +78,16 @@ public final class Executable: @unchecked Sendable {
     public let graph: Graph
     public let signature: Signature
     public let options: CompileOptions
+    /// The static memory plan of the optimised graph (checked at compile time).
+    public let plan: MemoryPlan
     /// Index of the last value that reads each value (values read by outputs/updates never die).
     let lastUse: [Int]
 
-    init(graph: Graph, signature: Signature, options: CompileOptions) {
+    init(graph: Graph, signature: Signature, options: CompileOptions, plan: MemoryPlan) {
         self.graph = graph
         self.signature = signature
         self.options = options
+        self.plan = plan
         var last = [Int](repeating: -1, count: graph.values.count)
         for (i, v) in graph.values.enumerated() { for o in v.operands { last[o.index] = i } }
         for o in graph.outputs { last[o.value.index] = Int.max }
@@ -130,6 +145,7 @@ public final class Executable: @unchecked Sendable {
     }
 
     func kernel(_ op: Op, _ args: [Tensor], _ shape: [Int]) -> Tensor {
+        if case .fused(let f) = op { return ReferenceKernels.evaluate(f.body, args, kernel: kernel) }
         if options.backend == .cpu, let t = CPUKernels.run(op, args, shape: shape) { return t }
         return ReferenceKernels.run(op, args, shape: shape)
     }

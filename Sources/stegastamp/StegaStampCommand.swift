@@ -25,6 +25,13 @@ extension ExpressibleByArgument where Self: RawRepresentable, Self.RawValue == S
 }
 extension Backend: ExpressibleByArgument {}
 
+func stderr(_ s: String) { FileHandle.standardError.write(s.data(using: .utf8)!) }
+
+enum PassManagerStats {
+    static func ops(_ g: Graph) -> Int { g.values.filter { $0.op != nil }.count }
+    static func mib(_ g: Graph) -> Double { Double(g.values.filter { $0.op != nil }.reduce(0) { $0 + Shape.count($1.shape) * 4 }) / 1_048_576 }
+}
+
 func readGraph(_ path: String) throws -> Graph {
     guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read file") }
     guard let text = String(data: data, encoding: .utf8) else { throw CLIError("\(path): not UTF-8 text") }
@@ -34,7 +41,7 @@ func readGraph(_ path: String) throws -> Graph {
 struct GraphCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "graph", abstract: "Work with graph files (the text IR).",
-        subcommands: [Check.self, Print.self, Run.self, Grad.self, Export.self, Stats.self])
+        subcommands: [Check.self, Print.self, Run.self, Grad.self, Export.self, Stats.self, Optimize.self, Plan.self, Dot.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Parse and verify a graph file; print a summary.")
@@ -213,6 +220,82 @@ struct GraphCommand: ParsableCommand {
             }
             let text = TextFormat.print(g)
             if let out { try text.write(toFile: out, atomically: true, encoding: .utf8) } else { Swift.print(text, terminator: "") }
+        }
+    }
+
+    struct Optimize: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the pass pipeline: the optimised IR on standard output, a per-pass table on standard error.")
+        @Argument(help: "Graph file.") var file: String
+        @Option(parsing: .upToNextOption, help: "Passes to switch off (\(PassManager.standard.names.joined(separator: ", "))).")
+        var disable: [String] = []
+        @Option(help: "Print the IR after this pass (or 'all') to standard error.") var dumpAfter: String?
+
+        func run() throws {
+            let g = try readGraph(file)
+            var pm = PassManager.standard
+            pm.disabled = Set(disable)
+            if let d = dumpAfter, d != "all", !pm.names.contains(d) {
+                throw CLIError("--dump-after: unknown pass '\(d)'; passes are \(pm.names.joined(separator: ", "))")
+            }
+            let (out, report) = try pm.run(g) { name, graph in
+                if dumpAfter == "all" || dumpAfter == name { stderr("// after \(name)\n" + TextFormat.print(graph)) }
+            }
+            func row(_ cells: [String]) -> String {
+                zip(cells, [10, 11, 10, 7, 13]).map { c, w in
+                    String(repeating: " ", count: max(0, w - c.count)) + c
+                }.joined(separator: " ") + "\n"
+            }
+            var table = row(["pass", "ops before", "ops after", "fused", "MiB results"])
+            table += row(["(input)", "", String(PassManagerStats.ops(g)), "", String(format: "%.2f", PassManagerStats.mib(g))])
+            for r in report {
+                table += row([r.pass, String(r.opsBefore), String(r.opsAfter), String(r.fusedKernels),
+                              String(format: "%.2f", Double(r.intermediateBytes) / 1_048_576)])
+            }
+            var kinds: [String: Int] = [:]
+            for v in out.values { if case .fused(let f)? = v.op { kinds[f.kind.rawValue, default: 0] += 1 } }
+            table += "fused kernels by kind: " + (kinds.isEmpty ? "none" : kinds.keys.sorted().map { "\($0) \(kinds[$0]!)" }.joined(separator: ", ")) + "\n"
+            stderr(table)
+            Swift.print(TextFormat.print(out), terminator: "")
+        }
+    }
+
+    struct Plan: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The static memory plan of the optimised graph: lower bound, arena, naive size, largest buffers.")
+        @Argument(help: "Graph file.") var file: String
+        @Flag(help: "Plan the graph as written, without the pass pipeline.") var noOptimize = false
+        @Option(help: "How many of the largest buffers to list.") var top = 10
+
+        func run() throws {
+            var g = try readGraph(file)
+            if !noOptimize { g = try PassManager.standard.run(g).graph }
+            let plan = MemoryPlan.plan(g)
+            try plan.check()
+            func mib(_ b: Int) -> String { String(format: "%.2f MiB", Double(b) / 1_048_576) }
+            Swift.print("graph \(g.name): \(plan.schedule.count) kernels, schedule: \(plan.scheduleName)")
+            Swift.print("lower bound (most bytes live at once): \(mib(plan.lowerBoundBytes))")
+            Swift.print(String(format: "arena: %@ (%.1f %% of the lower bound, %.1f %% of the naive size)", mib(plan.arenaBytes),
+                               100 * Double(plan.arenaBytes) / Double(max(plan.lowerBoundBytes, 1)),
+                               100 * Double(plan.arenaBytes) / Double(max(plan.naiveBytes, 1))))
+            Swift.print("naive (every intermediate in its own buffer): \(mib(plan.naiveBytes))")
+            Swift.print("in-place reuses: \(plan.buffers.filter { $0.reuses != nil }.count); checker: no live buffers overlap")
+            Swift.print("\nlargest buffers:")
+            for b in plan.buffers.sorted(by: { $0.bytes > $1.bytes }).prefix(max(top, 0)) {
+                Swift.print("  \(mib(b.bytes).padding(toLength: 12, withPad: " ", startingAt: 0)) offset \(String(b.offset).padding(toLength: 12, withPad: " ", startingAt: 0)) steps \(b.start)...\(b.end)  %\(b.name)")
+            }
+        }
+    }
+
+    struct Dot: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Graphviz of the optimised graph, fused kernels as clusters.")
+        @Argument(help: "Graph file.") var file: String
+        @Flag(help: "The graph as written, without the pass pipeline.") var noOptimize = false
+
+        func run() throws {
+            var g = try readGraph(file)
+            if !noOptimize { g = try PassManager.standard.run(g).graph }
+            Swift.print(GraphDot.render(g), terminator: "")
         }
     }
 

@@ -59,6 +59,13 @@ final class CommandLineTests: XCTestCase {
             XCTAssertTrue(grad.outputs.contains { $0.name.hasPrefix("grad.") }, f)
             let stats = try run(["graph", "stats", "--summary", f], expect: 0).out
             XCTAssertTrue(stats.contains("GFLOP per call"), f)
+            let optimised = try run(["graph", "optimize", f], expect: 0)
+            XCTAssertTrue(optimised.err.contains("fusion"), f)
+            XCTAssertNoThrow(try TextFormat.parse(optimised.out), f)
+            let plan = try run(["graph", "plan", f, "--top", "3"], expect: 0).out
+            XCTAssertTrue(plan.contains("lower bound") && plan.contains("checker: no live buffers overlap"), f)
+            let dot = try run(["graph", "dot", f], expect: 0).out
+            XCTAssertTrue(dot.hasPrefix("digraph") && dot.hasSuffix("}\n"), f)
         }
     }
 

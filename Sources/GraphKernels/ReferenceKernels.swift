@@ -33,7 +33,24 @@ public enum ReferenceKernels {
         case .projectiveWarpTranspose(let inverse): return Sampling.projectiveWarpTranspose(a[0], a[1], inverse: inverse)
         case .randomUniform(_, let key): return random(a[0], key, shape, normal: false)
         case .randomNormal(_, let key): return random(a[0], key, shape, normal: true)
+        case .fused(let f): return evaluate(f.body, a, kernel: { run($0, $1, shape: $2) })
         }
+    }
+
+    /// Runs a fused kernel's body on its arguments with the given kernels (the backend's own,
+    /// so a fused conv epilogue still gets the backend's convolution).
+    public static func evaluate(_ body: Graph, _ args: [Tensor], kernel: (Op, [Tensor], [Int]) -> Tensor) -> Tensor {
+        var values = [Tensor?](repeating: nil, count: body.values.count)
+        var next = 0
+        for (i, v) in body.values.enumerated() {
+            switch v.definition {
+            case .input: values[i] = args[next]; next += 1
+            case .constant(let t): values[i] = t
+            case .parameter: fatalError("fused bodies have no parameters (the verifier rejects them)")
+            case .op(let op, let operands): values[i] = kernel(op, operands.map { values[$0.index]! }, v.shape)
+            }
+        }
+        return values[body.outputs[0].value.index]!
     }
 
     // MARK: elementwise
@@ -74,7 +91,7 @@ public enum ReferenceKernels {
         }
     }
 
-    static func unary(_ u: UnaryOp, _ x: Tensor) -> Tensor {
+    public static func unary(_ u: UnaryOp, _ x: Tensor) -> Tensor {
         let f = unaryFunction(u)
         return Tensor(shape: x.shape, scalars: x.scalars.map(f))
     }
@@ -107,7 +124,7 @@ public enum ReferenceKernels {
         return result
     }
 
-    static func binary(_ b: BinaryOp, _ x: Tensor, _ y: Tensor, _ shape: [Int]) -> Tensor {
+    public static func binary(_ b: BinaryOp, _ x: Tensor, _ y: Tensor, _ shape: [Int]) -> Tensor {
         let f = binaryFunction(b)
         let ix = broadcastIndex(x.shape, shape), iy = broadcastIndex(y.shape, shape)
         var out = [Float](repeating: 0, count: ix.count)

@@ -1,0 +1,114 @@
+import GraphIR
+import GraphPasses
+import TestSupport
+import XCTest
+
+final class PassTests: XCTestCase {
+    func opNames(_ g: Graph) -> [String] { g.values.compactMap { $0.op?.name } }
+
+    func testCSEMergesDuplicatesAndConstants() throws {
+        let b = GraphBuilder(name: "cse")
+        let x = b.input("x", [3])
+        let a1 = b.exp(x), a2 = b.exp(x)
+        let s = b.add(b.mul(a1, b.constant(2)), b.mul(a2, b.constant(2)))
+        b.output("s", s)
+        let g = try Passes.deadCodeElimination(try Passes.commonSubexpressionElimination(try b.finish()))
+        XCTAssertEqual(opNames(g).filter { $0 == "exp" }.count, 1)
+        XCTAssertEqual(opNames(g).filter { $0 == "mul" }.count, 1)
+        XCTAssertEqual(g.values.filter { if case .constant = $0.definition { return true } else { return false } }.count, 1)
+    }
+
+    func testConstantFoldingAndSimplification() throws {
+        let b = GraphBuilder(name: "fold")
+        let x = b.input("x", [2, 3])
+        let c = b.add(b.constant(Tensor(shape: [3], scalars: [1, 2, 3])), b.constant(1))  // folds to [2,3,4]
+        var y = b.mul(b.add(x, b.constant(0)), b.constant(1))  // x
+        y = b.neg(b.neg(y))  // x
+        y = b.reshape(b.reshape(y, [3, 2]), [6])  // one reshape
+        y = b.transpose(b.transpose(b.reshape(y, [2, 3]), [1, 0]), [1, 0])  // identity
+        b.output("y", b.add(y, c))
+        let raw = try b.finish()
+        var g = try Passes.constantFolding(raw)
+        g = try Passes.deadCodeElimination(try Passes.algebraicSimplification(g))
+        g = try Passes.deadCodeElimination(try Passes.algebraicSimplification(g))
+        XCTAssertEqual(opNames(g), ["add"], TextFormat.print(g))  // reshape(reshape(x)) to its own shape is x
+        let feeds = ["x": randomTensor([2, 3], seed: 1)]
+        XCTAssertEqual(try evaluate(raw, feeds)["y"], try evaluate(g, feeds)["y"])
+    }
+
+    func testFusionKinds() throws {
+        let b = GraphBuilder(name: "fuse")
+        let x = b.input("x", [2, 8, 8, 3]), k = b.input("k", [3, 3, 3, 4]), bias = b.input("bias", [4])
+        let conv = b.relu(b.add(b.conv2dSame(x, k, stride: 1), bias))  // output fusion
+        let act = b.mul(b.sigmoid(conv), b.constant(2))  // loop fusion... chained into the same group
+        let loss = b.mean(b.square(b.sub(act, b.constant(0.5))))  // input fusion
+        b.output("act", act)
+        b.output("loss", loss)
+        let raw = try b.finish()
+        let fused = try Passes.fusion(raw)
+        var kinds: [FusionKind] = []
+        for v in fused.values { if case .fused(let f)? = v.op { kinds.append(f.kind) } }
+        XCTAssertEqual(kinds, [.output, .input], TextFormat.print(fused))
+        let feeds = ["x": randomTensor([2, 8, 8, 3], seed: 1), "k": randomTensor([3, 3, 3, 4], seed: 2), "bias": randomTensor([4], seed: 3)]
+        let a = try evaluate(raw, feeds), c = try evaluate(fused, feeds)
+        XCTAssertLessThan(relativeErrors(c["act"]!, a["act"]!).max, 1e-6)
+        XCTAssertLessThan(relativeErrors(c["loss"]!, a["loss"]!).max, 1e-6)
+        // A fused graph prints with nested bodies and parses back to the same graph.
+        let text = TextFormat.print(fused)
+        XCTAssertTrue(text.contains("fused(") && text.contains("  output result = "), text)
+        XCTAssertEqual(TextFormat.print(try TextFormat.parse(text)), text)
+        XCTAssertEqual(try TextFormat.parse(text), fused)
+    }
+
+    func testFusedBodyErrorsNameTheirLine() {
+        let text = """
+        graph g
+        input %x : f32[3]
+        %f = fused(%x) {kind=loop} : f32[3] {
+          input %arg0 : f32[3]
+          %a = exp(%arg0) : f32[3]
+          %b = add(%a, %zz) : f32[3]
+          output result = %b
+        }
+        output y = %f
+        """
+        XCTAssertThrowsError(try TextFormat.parse(text)) { e in
+            XCTAssertEqual((e as? GraphError)?.line, 6, "\(e)")
+            XCTAssertTrue("\(e)".contains("undefined value %zz"), "\(e)")
+        }
+        let unclosed = "graph g\ninput %x : f32[3]\n%f = fused(%x) {kind=loop} : f32[3] {\n  input %arg0 : f32[3]\n"
+        XCTAssertThrowsError(try TextFormat.parse(unclosed)) { XCTAssertTrue("\($0)".contains("not closed"), "\($0)") }
+        let wrongArg = "graph g\ninput %x : f32[3]\n%f = fused(%x) {kind=loop} : f32[3] {\n  input %arg0 : f32[4]\n  output result = %arg0\n}\n"
+        XCTAssertThrowsError(try TextFormat.parse(wrongArg)) { XCTAssertTrue("\($0)".contains("operand 0 is [3]"), "\($0)") }
+    }
+
+    func testPassManagerSwitchesPassesOffAndDumps() throws {
+        let b = GraphBuilder(name: "pm")
+        let x = b.input("x", [4])
+        b.output("y", b.relu(b.add(b.exp(x), b.constant(1))))
+        let g = try b.finish()
+        var pm = PassManager.standard
+        var dumped: [String] = []
+        let (all, report) = try pm.run(g) { name, _ in dumped.append(name) }
+        XCTAssertEqual(dumped, pm.names)
+        XCTAssertEqual(report.last?.fusedKernels, 1)
+        XCTAssertEqual(all.values.filter { $0.op != nil }.count, 1)
+        pm.disabled = ["fusion"]
+        XCTAssertEqual(try pm.run(g).graph.values.filter { $0.op != nil }.count, 3)
+        pm.disabled = ["nonsense"]
+        XCTAssertThrowsError(try pm.run(g)) { XCTAssertTrue("\($0)".contains("unknown pass 'nonsense'")) }
+    }
+
+    func testPlanCheckerCatchesOverlaps() throws {
+        let b = GraphBuilder(name: "plan")
+        let x = b.input("x", [256])
+        let a = b.exp(x), c = b.unary(.sin, x)
+        b.output("y", b.add(a, c))
+        var plan = MemoryPlan.plan(try b.finish())
+        XCTAssertNoThrow(try plan.check())
+        XCTAssertGreaterThanOrEqual(plan.arenaBytes, plan.lowerBoundBytes)
+        // a and c are live together: putting them at the same offset must be caught.
+        plan.buffers[1].offset = plan.buffers[0].offset
+        XCTAssertThrowsError(try plan.check()) { XCTAssertTrue("\($0)".contains("overlap"), "\($0)") }
+    }
+}
