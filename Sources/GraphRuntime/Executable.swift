@@ -109,7 +109,8 @@ public final class Executable: @unchecked Sendable {
     }
 
     /// Runs the graph: returns its outputs by name and writes its updates into `parameters`.
-    public func run(_ feeds: [String: Tensor], parameters: inout ParameterStore) throws -> [String: Tensor] {
+    /// With a `profile`, the wall time of every kernel is added to it by op kind.
+    public func run(_ feeds: [String: Tensor], parameters: inout ParameterStore, profile: Profile? = nil) throws -> [String: Tensor] {
         try checkFeeds(feeds)
         var values = [Tensor?](repeating: nil, count: graph.values.count)
         for (i, v) in graph.values.enumerated() {
@@ -128,7 +129,13 @@ public final class Executable: @unchecked Sendable {
                 values[i] = t
             case .op(let op, let operands):
                 let args = operands.map { values[$0.index]! }
-                values[i] = kernel(op, args, v.shape)
+                if let profile {
+                    let t = DispatchTime.now().uptimeNanoseconds
+                    values[i] = kernel(op, args, v.shape)
+                    profile.add(Profile.kind(op), Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+                } else {
+                    values[i] = kernel(op, args, v.shape)
+                }
                 for o in operands where lastUse[o.index] == i { values[o.index] = nil }
             }
         }
@@ -148,5 +155,23 @@ public final class Executable: @unchecked Sendable {
         if case .fused(let f) = op { return ReferenceKernels.evaluate(f.body, args, kernel: kernel) }
         if options.backend == .cpu, let t = CPUKernels.run(op, args, shape: shape) { return t }
         return ReferenceKernels.run(op, args, shape: shape)
+    }
+}
+
+/// Kernel wall time by op kind, filled by `Executable.run(_:parameters:profile:)`.
+public final class Profile: @unchecked Sendable {
+    public private(set) var seconds: [String: Double] = [:]
+    public private(set) var calls: [String: Int] = [:]
+    public init() {}
+
+    func add(_ kind: String, _ s: Double) {
+        seconds[kind, default: 0] += s
+        calls[kind, default: 0] += 1
+    }
+
+    /// "conv2d", or "fused output: conv2d+add+relu" for fused kernels.
+    static func kind(_ op: Op) -> String {
+        guard case .fused(let f) = op else { return op.name }
+        return "fused \(f.kind.rawValue): " + f.body.values.compactMap { $0.op?.name }.joined(separator: "+")
     }
 }
