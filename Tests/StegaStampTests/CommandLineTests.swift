@@ -149,6 +149,21 @@ final class CommandLineTests: XCTestCase {
         XCTAssertLessThan(relativeErrors(out.tensors["output.k3_s2"]!, try Fixture("conv2d_same")["expected.k3_s2"]).max, 1e-5)
     }
 
+    func testSecretEncodeDecode() throws {
+        let bits = try run(["secret", "encode", "Stega!!"], expect: 0).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(bits.count, 100)
+        var flipped = Array(bits)
+        for i in [3, 40, 70] { flipped[i] = flipped[i] == "0" ? "1" : "0" }
+        let out = try run(["secret", "decode", String(flipped)], expect: 0).out
+        XCTAssertEqual(out, "Stega!!\ncorrected bits: 3\n")
+        for i in [5, 11, 17, 23, 29, 35, 41, 47] { flipped[i] = flipped[i] == "0" ? "1" : "0" }
+        let err = try run(["secret", "decode", String(flipped)], expect: 1).err
+        XCTAssertTrue(err.contains("no message could be recovered"), err)
+        XCTAssertTrue(try run(["secret", "encode", "much too long"], expect: 1).err.contains("at most 7"))
+        XCTAssertTrue(try run(["secret", "decode", "0101x"], expect: 1).err.contains("only 0, 1"))
+        XCTAssertTrue(try run(["secret", "decode", "0101"], expect: 1).err.contains("at least 96"))
+    }
+
     func testMalformedInputsGiveCleanErrors() throws {
         let bad = tmp.appendingPathComponent("bad.graph").path
         try "graph g\ninput %x : f32[2,3]\n%y = add(%x, %nope) : f32[2,3]\n".write(toFile: bad, atomically: true, encoding: .utf8)
