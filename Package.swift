@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "GraphKernels", dependencies: ["GraphIR"]),
         .target(name: "GraphPasses", dependencies: ["GraphIR", "GraphKernels"]),
         .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "CBLAS"]),
-        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime"]),
+        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "CPNG", "CTurboJPEG"]),
         .executableTarget(
             name: "stegastamp",
             dependencies: [

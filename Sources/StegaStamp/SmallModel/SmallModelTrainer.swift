@@ -17,7 +17,8 @@ public struct SmallModelTrainer {
     /// Evaluation batches (fresh secrets and images, never used in training).
     public var evalBatches = 8
     public var backend: Backend = .cpu
-    public var log: (String) -> Void = { print($0) }
+    /// Progress lines, flushed as they come (stdout may be a pipe or a file).
+    public var log: (String) -> Void = { FileHandle.standardOutput.write(($0 + "\n").data(using: .utf8)!) }
 
     public init() {}
 

@@ -1,0 +1,129 @@
+import CPNG
+import CTurboJPEG
+import Foundation
+
+/// PNG through libpng's simplified API (no longjmp reaches Swift: errors come back as messages)
+/// and JPEG through libjpeg-turbo. Every colour type and bit depth of PNG reads as 8-bit sRGB RGB
+/// (alpha composited onto white, palettes expanded, 16-bit reduced).
+public enum ImageIO {
+    public enum Format: String, Sendable { case png, jpeg }
+
+    /// By magic bytes, not by the file name.
+    public static func format(of data: [UInt8]) -> Format? {
+        if data.count >= 8 && data[0..<8] == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] { return .png }
+        if data.count >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF { return .jpeg }
+        return nil
+    }
+
+    public static func read(path: String) throws -> RGBImage {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ImageError(path, "cannot read file") }
+        return try decode([UInt8](data), path: path)
+    }
+
+    public static func decode(_ data: [UInt8], path: String? = nil) throws -> RGBImage {
+        switch format(of: data) {
+        case .png: return try decodePNG(data, path: path)
+        case .jpeg: return try decodeJPEG(data, path: path)
+        case nil: throw ImageError(path, "not a PNG or JPEG file (unrecognised header)")
+        }
+    }
+
+    /// Writes PNG or JPEG by the extension (.png, .jpg, .jpeg), atomically.
+    public static func write(_ image: RGBImage, path: String, jpegQuality: Int = 95) throws {
+        let ext = URL(fileURLWithPath: path).pathExtension.lowercased()
+        let data: [UInt8]
+        switch ext {
+        case "png": data = try encodePNG(image)
+        case "jpg", "jpeg": data = try encodeJPEG(image, quality: jpegQuality)
+        default: throw ImageError(path, "unknown image extension '.\(ext)' (use .png, .jpg or .jpeg)")
+        }
+        do { try Data(data).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw ImageError(path, "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    static let maxPixels = 1 << 28
+
+    public static func decodePNG(_ data: [UInt8], path: String? = nil) throws -> RGBImage {
+        // libpng keeps a pointer to the input from begin_read to finish_read: one scope for both.
+        try data.withUnsafeBytes { raw -> RGBImage in
+            var image = png_image()
+            image.version = UInt32(PNG_IMAGE_VERSION)
+            defer { png_image_free(&image) }
+            func failure(_ what: String) -> ImageError {
+                let message = withUnsafeBytes(of: image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                return ImageError(path, "\(what): \(message.isEmpty ? "unknown libpng error" : message)")
+            }
+            guard png_image_begin_read_from_memory(&image, raw.baseAddress, raw.count) != 0 else { throw failure("corrupt or unsupported PNG") }
+            let (w, h) = (Int(image.width), Int(image.height))
+            guard w > 0, h > 0, w * h <= maxPixels else { throw ImageError(path, "PNG of \(w)x\(h) pixels is empty or too large") }
+            image.format = UInt32(PNG_FORMAT_FLAG_COLOR)  // 8-bit RGB
+            var buffer = [UInt8](repeating: 0, count: w * h * 3)
+            var white = png_color(red: 255, green: 255, blue: 255)
+            let done = buffer.withUnsafeMutableBytes { png_image_finish_read(&image, &white, $0.baseAddress, Int32(w * 3), nil) }
+            guard done != 0 else { throw failure("corrupt or truncated PNG") }
+            return RGBImage(width: w, height: h, bytes: buffer)
+        }
+    }
+
+    public static func encodePNG(_ img: RGBImage) throws -> [UInt8] {
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        image.width = UInt32(img.width)
+        image.height = UInt32(img.height)
+        image.format = UInt32(PNG_FORMAT_FLAG_COLOR)
+        let bytes = img.bytes
+        var size: Int = 0
+        // First call sizes the output, the second writes it.
+        guard bytes.withUnsafeBytes({ png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, Int32(img.width * 3), nil) }) != 0 else {
+            throw ImageError(nil, "cannot encode PNG")
+        }
+        var out = [UInt8](repeating: 0, count: size)
+        let ok = out.withUnsafeMutableBytes { o in
+            bytes.withUnsafeBytes { png_image_write_to_memory(&image, o.baseAddress, &size, 0, $0.baseAddress, Int32(img.width * 3), nil) }
+        }
+        png_image_free(&image)
+        guard ok != 0 else { throw ImageError(nil, "cannot encode PNG") }
+        return Array(out.prefix(size))
+    }
+
+    static func tjError(_ handle: tjhandle?) -> String {
+        guard let handle, let s = tjGetErrorStr2(handle) else { return "unknown libjpeg-turbo error" }
+        return String(cString: s)
+    }
+
+    public static func decodeJPEG(_ data: [UInt8], path: String? = nil) throws -> RGBImage {
+        guard let handle = tjInitDecompress() else { throw ImageError(path, "cannot initialise libjpeg-turbo") }
+        defer { tjDestroy(handle) }
+        var w: Int32 = 0, h: Int32 = 0, sub: Int32 = 0, cs: Int32 = 0
+        let header = data.withUnsafeBufferPointer { tjDecompressHeader3(handle, $0.baseAddress, UInt($0.count), &w, &h, &sub, &cs) }
+        guard header == 0 else { throw ImageError(path, "corrupt or unsupported JPEG: \(tjError(handle))") }
+        guard w > 0, h > 0, Int(w) * Int(h) <= maxPixels else { throw ImageError(path, "JPEG of \(w)x\(h) pixels is empty or too large") }
+        var buffer = [UInt8](repeating: 0, count: Int(w) * Int(h) * 3)
+        let r = data.withUnsafeBufferPointer { src in
+            buffer.withUnsafeMutableBufferPointer {
+                tjDecompress2(handle, src.baseAddress, UInt(src.count), $0.baseAddress, w, 0, h, Int32(TJPF_RGB.rawValue),
+                              Int32(TJFLAG_ACCURATEDCT | TJFLAG_STOPONWARNING))
+            }
+        }
+        guard r == 0 else { throw ImageError(path, "corrupt or truncated JPEG: \(tjError(handle))") }
+        return RGBImage(width: Int(w), height: Int(h), bytes: buffer)
+    }
+
+    /// Baseline JPEG, 4:2:0, quality 1...100.
+    public static func encodeJPEG(_ img: RGBImage, quality: Int) throws -> [UInt8] {
+        guard (1...100).contains(quality) else { throw ImageError(nil, "JPEG quality must be in 1...100, got \(quality)") }
+        guard let handle = tjInitCompress() else { throw ImageError(nil, "cannot initialise libjpeg-turbo") }
+        defer { tjDestroy(handle) }
+        let bytes = img.bytes
+        var out: UnsafeMutablePointer<UInt8>? = nil
+        var size: UInt = 0
+        let r = bytes.withUnsafeBufferPointer {
+            tjCompress2(handle, $0.baseAddress, Int32(img.width), 0, Int32(img.height), Int32(TJPF_RGB.rawValue), &out, &size,
+                        Int32(TJSAMP_420.rawValue), Int32(quality), Int32(TJFLAG_ACCURATEDCT))
+        }
+        defer { if let out { tjFree(out) } }
+        guard r == 0, let out else { throw ImageError(nil, "cannot encode JPEG: \(tjError(handle))") }
+        return Array(UnsafeBufferPointer(start: out, count: Int(size)))
+    }
+}
