@@ -352,10 +352,17 @@ struct TrainSmall: ParsableCommand {
     @Option(help: "Checkpoint to write (safetensors, written atomically).") var out: String?
     @Option(help: "Checkpoint to start from.") var resume: String?
     @Option(help: "Evaluate on held-out secrets every N steps (default: steps / 10, at most 100).") var evalEvery: Int?
+    @Option(help: "Image size (square, a multiple of 8).") var size = 32
+    @Option(help: "The secret grid's upsampling factor (1, 2, 4 or 8).") var secretUpsample = 8
+    @Option(help: "Target image-loss scale.") var imageScale: Float = 20
+    @Option(help: "Steps without image loss before its ramp.") var imageLossDelay = 0
+    @Option(help: "Steps of the image-loss ramp.") var imageRamp = 400
 
     func run() throws {
         var t = SmallModelTrainer()
         (t.steps, t.learningRate, t.config.bits, t.config.batch, t.backend) = (steps, learningRate, bits, batch, backend)
+        (t.config.height, t.config.width, t.config.secretUpsample) = (size, size, secretUpsample)
+        (t.imageScale, t.imageLossDelay, t.imageRampSteps) = (imageScale, imageLossDelay, imageRamp)
         t.evalEvery = max(1, evalEvery ?? min(100, steps / 10))
         do { try t.config.validate() } catch { throw CLIError("\(error)") }
         guard steps >= 1 else { throw CLIError("--steps must be at least 1") }

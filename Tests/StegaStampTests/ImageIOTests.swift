@@ -69,3 +69,34 @@ final class ImageIOTests: XCTestCase {
         }
     }
 }
+
+final class ResizeTests: XCTestCase {
+    func testConstantStaysConstantAndSizesAreRight() {
+        let flat = RGBImage(width: 37, height: 23, pixels: [Float](repeating: 0.25, count: 37 * 23 * 3))
+        for (w, h) in [(10, 7), (80, 50), (37, 23), (5, 40)] {
+            let r = Resize.resize(flat, width: w, height: h)
+            XCTAssertEqual(r.width, w)
+            XCTAssertEqual(r.height, h)
+            XCTAssertTrue(r.pixels.allSatisfy { abs($0 - 0.25) < 1e-6 })
+        }
+    }
+
+    func testDownscalingAveragesInsteadOfAliasing() {
+        // A one-pixel checkerboard shrunk 4x must come out grey, not black or white.
+        let w = 64
+        let board = RGBImage(width: w, height: w, pixels: (0..<(w * w * 3)).map { Float((($0 / 3) % w + ($0 / 3) / w) % 2) })
+        let small = Resize.resize(board, width: 16, height: 16)
+        XCTAssertTrue(small.pixels.allSatisfy { abs($0 - 0.5) < 0.05 }, "\(small.pixels.prefix(6))")
+    }
+
+    func testFitCropsTheCentreToTheAspectRatio() {
+        // Left third red, middle green, right third blue: fitting to a square keeps mostly green.
+        let (w, h) = (90, 30)
+        var px = [Float]()
+        for _ in 0..<h { for x in 0..<w { px += x < 30 ? [1, 0, 0] : (x < 60 ? [0, 1, 0] : [0, 0, 1]) } }
+        let square = Resize.fit(RGBImage(width: w, height: h, pixels: px), width: 10, height: 10)
+        XCTAssertEqual(square.width, 10)
+        XCTAssertGreaterThan(square.pixels[(5 * 10 + 5) * 3 + 1], 0.99)
+        XCTAssertLessThan(square.pixels[(5 * 10 + 0) * 3 + 0], 0.01)
+    }
+}

@@ -13,12 +13,15 @@ public struct SmallModelConfig: Sendable, Equatable {
     /// Standard deviation of the noise between encoder and decoder (images are in [0, 1]).
     public var noise: Float = 0.02
     public var seed = 1
+    /// The secret goes through Dense to (H/f) x (W/f) x 3, then nearest x f (StegaStamp: f = 8).
+    public var secretUpsample = 8
     public init() {}
 
     public func validate() throws {
         guard height >= 8, width >= 8, height % 8 == 0, width % 8 == 0 else {
             throw ModelError("image size \(height)x\(width) must be a multiple of 8, at least 8")
         }
+        guard [1, 2, 4, 8].contains(secretUpsample) else { throw ModelError("secretUpsample must be 1, 2, 4 or 8") }
         guard bits >= 1, bits <= 4096 else { throw ModelError("bits must be in 1...4096, got \(bits)") }
         guard batch >= 1, batch <= 4096 else { throw ModelError("batch must be in 1...4096, got \(batch)") }
         guard channels >= 1, channels <= 512 else { throw ModelError("channels must be in 1...512, got \(channels)") }
@@ -36,8 +39,9 @@ public enum SmallModel {
         var l = Layers(b, prefix: "encoder.", seed: c.seed)
         let (h, w, n, ch) = (c.height, c.width, c.batch, c.channels)
         let s = b.sub(secret, 0.5)
-        let dense = l.dense(s, units: (h / 8) * (w / 8) * 3, name: "secret_dense", activation: .relu, initializer: .heNormal)
-        let secretUp = b.upsampleNearest(b.reshape(dense, [n, h / 8, w / 8, 3]), factor: 8)
+        let f = c.secretUpsample
+        let dense = l.dense(s, units: (h / f) * (w / f) * 3, name: "secret_dense", activation: .relu, initializer: .heNormal)
+        let secretUp = b.upsampleNearest(b.reshape(dense, [n, h / f, w / f, 3]), factor: f)
         let inputs = b.concat([secretUp, b.sub(image, 0.5)], axis: 3)
         let conv1 = l.conv(inputs, filters: ch, kernel: 3, name: "conv1", initializer: .heNormal)
         let conv2 = l.conv(conv1, filters: ch, kernel: 3, stride: 2, name: "conv2", initializer: .heNormal)

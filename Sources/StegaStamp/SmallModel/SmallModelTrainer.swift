@@ -13,6 +13,9 @@ public struct SmallModelTrainer {
     /// ramps its image losses), so the decoder learns before the residual is squeezed.
     public var imageScale: Float = 20
     public var imageRampSteps = 400
+    /// Steps with no image loss at all before the ramp starts (the original's no_im_loss_steps):
+    /// the decoder must learn to read bits before the residual is squeezed, or both collapse.
+    public var imageLossDelay = 0
     public var evalEvery = 200
     /// Evaluation batches (fresh secrets and images, never used in training).
     public var evalBatches = 8
@@ -38,7 +41,9 @@ public struct SmallModelTrainer {
     }
 
     func imageScale(at step: Int) -> Float {
-        imageRampSteps <= 0 ? imageScale : imageScale * min(Float(step) / Float(imageRampSteps), 1)
+        let s = step - imageLossDelay
+        if s <= 0 { return 0 }
+        return imageRampSteps <= 0 ? imageScale : imageScale * min(Float(s) / Float(imageRampSteps), 1)
     }
 
     /// Evaluation on held-out secrets/images: mean bit accuracy and mean |residual|.
