@@ -11,7 +11,7 @@ struct StegaStampCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stegastamp",
         abstract: "Compile, run, differentiate and train the StegaStamp models on a static-graph IR.",
-        subcommands: [GraphCommand.self, SecretCommand.self, TrainSmall.self, Demo.self, Bench.self])
+        subcommands: [GraphCommand.self, SecretCommand.self, EncodeCommand.self, DecodeCommand.self, TrainSmall.self, Demo.self, Bench.self])
 }
 
 /// An error the user can act on: printed as "Error: <message>", exit status 1.
@@ -357,12 +357,18 @@ struct TrainSmall: ParsableCommand {
     @Option(help: "Target image-loss scale.") var imageScale: Float = 20
     @Option(help: "Steps without image loss before its ramp.") var imageLossDelay = 0
     @Option(help: "Steps of the image-loss ramp.") var imageRamp = 400
+    @Option(help: "Train on random crops of the photographs in this directory (default: synthetic images).") var images: String?
 
     func run() throws {
         var t = SmallModelTrainer()
         (t.steps, t.learningRate, t.config.bits, t.config.batch, t.backend) = (steps, learningRate, bits, batch, backend)
         (t.config.height, t.config.width, t.config.secretUpsample) = (size, size, secretUpsample)
         (t.imageScale, t.imageLossDelay, t.imageRampSteps) = (imageScale, imageLossDelay, imageRamp)
+        if let images {
+            let data = try PhotoDataset(directory: images, height: size, width: size) { _ in }
+            print("training on \(data.crops.count) crops of \(data.photoCount) photos in \(images)")
+            t.trainingImages = { seed, count in data.batch(count: count, seed: seed) }
+        }
         t.evalEvery = max(1, evalEvery ?? min(100, steps / 10))
         do { try t.config.validate() } catch { throw CLIError("\(error)") }
         guard steps >= 1 else { throw CLIError("--steps must be at least 1") }
@@ -371,7 +377,9 @@ struct TrainSmall: ParsableCommand {
         print(String(format: "final: eval bit accuracy %.4f on %d fresh secrets, mean |residual| %.4f, %.1f s",
                      r.finalEvalBitAccuracy, t.evalBatches * t.config.batch, r.meanResidual, r.seconds))
         if let out {
-            try store.save(path: out, metadata: ["model": "small_stegastamp", "bits": "\(bits)", "steps": "\(steps)"])
+            var meta = WatermarkModel.metadata(t.config)
+            meta["steps"] = "\(steps)"
+            try store.save(path: out, metadata: meta)
             print("wrote \(out)")
         }
     }

@@ -164,6 +164,41 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(try run(["secret", "decode", "0101"], expect: 1).err.contains("at least 96"))
     }
 
+    /// encode/decode plumbing with an untrained 100-bit model: outputs keep each input's size, a
+    /// directory is processed in batches, and decoding says honestly that nothing was recovered.
+    func testEncodeDecodeCommandsWithAnUntrainedModel() throws {
+        var c = SmallModelConfig()
+        (c.bits, c.secretUpsample) = (100, 4)
+        let g = try SmallModel.forward(c)
+        let ckpt = tmp.appendingPathComponent("m.safetensors").path
+        try ParameterStore(initializing: g).save(path: ckpt, metadata: WatermarkModel.metadata(c))
+        let photos = tmp.appendingPathComponent("photos")
+        try FileManager.default.createDirectory(at: photos, withIntermediateDirectories: true)
+        for (i, (w, h)) in [(64, 48), (40, 90), (33, 33)].enumerated() {
+            let img = RGBImage(SyntheticImages.batch(count: 1, height: h, width: w, seed: UInt64(i)))
+            try ImageIO.write(img, path: photos.appendingPathComponent("p\(i).\(i == 1 ? "jpg" : "png")").path)
+        }
+        let out = tmp.appendingPathComponent("encoded")
+        let log = try run(["encode", "--model", ckpt, "--image", photos.path, "--secret", "Hi!", "--out", out.path,
+                           "--residual", tmp.appendingPathComponent("res").path], expect: 0).out
+        XCTAssertEqual(log.split(separator: "\n").count, 3, log)
+        XCTAssertEqual(try ImageIO.read(path: out.appendingPathComponent("p1.png").path).width, 40)
+        XCTAssertEqual(try ImageIO.read(path: out.appendingPathComponent("p1.png").path).height, 90)
+        let single = tmp.appendingPathComponent("one.jpg").path
+        try run(["encode", "--model", ckpt, "--image", photos.appendingPathComponent("p0.png").path, "--secret", "Hi!", "--out", single], expect: 0)
+        XCTAssertEqual(try ImageIO.read(path: single).width, 64)
+        let decoded = try run(["decode", "--model", ckpt, "--image", out.path], expect: 1).out
+        XCTAssertEqual(decoded.components(separatedBy: "no message could be recovered").count - 1, 3, decoded)
+        // Bad inputs: a too-long secret, a corrupt checkpoint, a non-image.
+        XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "12345678", "--out", single], expect: 1).err.contains("at most 7"))
+        let bad = tmp.appendingPathComponent("bad.safetensors").path
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: bad))
+        XCTAssertTrue(try run(["decode", "--model", bad, "--image", single], expect: 1).err.contains("bad.safetensors: truncated"))
+        let text = tmp.appendingPathComponent("x.png").path
+        try "not an image".write(toFile: text, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try run(["decode", "--model", ckpt, "--image", text], expect: 1).err.contains("not a PNG or JPEG"))
+    }
+
     func testMalformedInputsGiveCleanErrors() throws {
         let bad = tmp.appendingPathComponent("bad.graph").path
         try "graph g\ninput %x : f32[2,3]\n%y = add(%x, %nope) : f32[2,3]\n".write(toFile: bad, atomically: true, encoding: .utf8)

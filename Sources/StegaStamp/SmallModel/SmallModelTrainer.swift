@@ -20,6 +20,8 @@ public struct SmallModelTrainer {
     /// Evaluation batches (fresh secrets and images, never used in training).
     public var evalBatches = 8
     public var backend: Backend = .cpu
+    /// Training images by (seed, count); synthetic images unless photographs are given.
+    public var trainingImages: ((UInt64, Int) -> Tensor)? = nil
     /// Progress lines, flushed as they come (stdout may be a pipe or a file).
     public var log: (String) -> Void = { FileHandle.standardOutput.write(($0 + "\n").data(using: .utf8)!) }
 
@@ -80,7 +82,8 @@ public struct SmallModelTrainer {
             let seed = UInt64(step)
             let feeds: [String: Tensor] = [
                 "secret": SyntheticImages.secrets(count: config.batch, bits: config.bits, seed: seed),
-                "image": SyntheticImages.batch(count: config.batch, height: config.height, width: config.width, seed: seed),
+                "image": trainingImages?(seed, config.batch)
+                    ?? SyntheticImages.batch(count: config.batch, height: config.height, width: config.width, seed: seed),
                 "seed": Tensor(Float(step)),
                 "secret_scale": Tensor(secretScale),
                 "image_scale": Tensor(imageScale(at: step)),
