@@ -11,7 +11,7 @@ struct StegaStampCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stegastamp",
         abstract: "Compile, run, differentiate and train the StegaStamp models on a static-graph IR.",
-        subcommands: [GraphCommand.self, SecretCommand.self, EncodeCommand.self, DecodeCommand.self, TrainSmall.self, Demo.self, Bench.self])
+        subcommands: [GraphCommand.self, SecretCommand.self, EncodeCommand.self, DecodeCommand.self, EvalCommand.self, TrainSmall.self, Demo.self, Bench.self])
 }
 
 /// An error the user can act on: printed as "Error: <message>", exit status 1.

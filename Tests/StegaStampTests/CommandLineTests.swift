@@ -189,6 +189,14 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try ImageIO.read(path: single).width, 64)
         let decoded = try run(["decode", "--model", ckpt, "--image", out.path], expect: 1).out
         XCTAssertEqual(decoded.components(separatedBy: "no message could be recovered").count - 1, 3, decoded)
+        // eval: every distortion of the suite, a table and a JSON file.
+        let json = tmp.appendingPathComponent("eval.json").path
+        let table = try run(["eval", "--model", ckpt, "--images", photos.path, "--out", json], expect: 0).out
+        for d in Distortion.allCases { XCTAssertTrue(table.contains(d.name), "\(d.name) missing from\n\(table)") }
+        let parsed = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+        XCTAssertEqual(parsed["images"] as? Int, 3)
+        XCTAssertEqual((parsed["summary"] as? [Any])?.count, Distortion.allCases.count)
+        XCTAssertEqual((parsed["per_image"] as? [Any])?.count, 3)
         // Bad inputs: a too-long secret, a corrupt checkpoint, a non-image.
         XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "12345678", "--out", single], expect: 1).err.contains("at most 7"))
         let bad = tmp.appendingPathComponent("bad.safetensors").path
