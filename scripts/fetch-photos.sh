@@ -26,7 +26,7 @@ collect() {  # package, destination folder
   local pkg="$1" dest="$2" n=0
   while IFS= read -r -d '' f; do
     base="$(basename "$f")"
-    if echo "$f" | grep -Eqi "$skip"; then continue; fi
+    if echo "$base" | grep -Eqi "$skip"; then continue; fi
     # Keep reasonably large images only (icons and thumbnails are not photos).
     size=$(stat -c %s "$f"); [ "$size" -gt 60000 ] || continue
     cp -n "$f" "$dest/${pkg}__${base}"; n=$((n + 1))
