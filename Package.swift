@@ -29,7 +29,10 @@ let package = Package(
         // The reference kernels: the oracle, used by the interpreter and by constant folding.
         .target(name: "GraphKernels", dependencies: ["GraphIR"]),
         .target(name: "GraphPasses", dependencies: ["GraphIR", "GraphKernels"]),
-        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "CBLAS"]),
+        // Hand-vectorised kernels: always optimised (even in debug builds, which tests use) and
+        // built for AVX2/FMA, which every machine of this project has.
+        .target(name: "FastKernels", swiftSettings: [.unsafeFlags(["-O", "-Xcc", "-mavx2", "-Xcc", "-mfma"]), .swiftLanguageMode(.v5)]),
+        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernels", "CBLAS"]),
         .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "CPNG", "CTurboJPEG"]),
         .executableTarget(
             name: "stegastamp",

@@ -1,10 +1,15 @@
 import CBLAS
+import Foundation
+import FastKernels
 import GraphIR
 import GraphKernels
 
 /// Fast kernels for the `cpu` backend. Each returns nil for cases it does not cover, and the
 /// reference kernel runs instead. Tested op by op against `ReferenceKernels`.
 enum CPUKernels {
+    /// Forward convolutions through `DirectConv` rather than im2col + sgemm (switchable to compare).
+    nonisolated(unsafe) static var useDirectConvolution = ProcessInfo.processInfo.environment["STEGASTAMP_CONV"] != "gemm"
+
     static func run(_ op: Op, _ a: [Tensor], shape: [Int]) -> Tensor? {
         switch op {
         case .matmul(let ta, let tb): return matmul(a[0], a[1], ta, tb, shape)
@@ -145,6 +150,15 @@ enum CPUKernels {
         let g = ConvGeometry(x: x.shape, kernel: kernel.shape, out: shape, c)
         var out = [Float](repeating: 0, count: Shape.count(shape))
         if out.isEmpty || g.k == 0 { return Tensor(shape: shape, scalars: out) }
+        if useDirectConvolution && !g.isPointwise {
+            let geometry = DirectConv.Geometry(input: x.shape, kernel: kernel.shape, output: shape, strides: c.strides, padding: c.padding)
+            x.scalars.withUnsafeBufferPointer { xp in
+                kernel.scalars.withUnsafeBufferPointer { kp in
+                    out.withUnsafeMutableBufferPointer { DirectConv.forward(xp.baseAddress!, kp.baseAddress!, $0.baseAddress!, geometry) }
+                }
+            }
+            return Tensor(shape: shape, scalars: out)
+        }
         x.scalars.withUnsafeBufferPointer { xp in
             kernel.scalars.withUnsafeBufferPointer { kp in
                 out.withUnsafeMutableBufferPointer { op in
@@ -211,6 +225,15 @@ enum CPUKernels {
         let g = ConvGeometry(x: x.shape, kernel: shape, out: dy.shape, c)
         var dk = [Float](repeating: 0, count: Shape.count(shape))
         if dk.isEmpty || dy.count == 0 { return Tensor(shape: shape, scalars: dk) }
+        if useDirectConvolution && !g.isPointwise {
+            let geometry = DirectConv.Geometry(input: x.shape, kernel: shape, output: dy.shape, strides: c.strides, padding: c.padding)
+            x.scalars.withUnsafeBufferPointer { xp in
+                dy.scalars.withUnsafeBufferPointer { gp in
+                    dk.withUnsafeMutableBufferPointer { DirectConv.filterGradient(xp.baseAddress!, gp.baseAddress!, $0.baseAddress!, geometry) }
+                }
+            }
+            return Tensor(shape: shape, scalars: dk)
+        }
         x.scalars.withUnsafeBufferPointer { xp in
             dy.scalars.withUnsafeBufferPointer { gp in
                 dk.withUnsafeMutableBufferPointer { kp in

@@ -358,12 +358,14 @@ struct TrainSmall: ParsableCommand {
     @Option(help: "Steps without image loss before its ramp.") var imageLossDelay = 0
     @Option(help: "Steps of the image-loss ramp.") var imageRamp = 400
     @Option(help: "Train on random crops of the photographs in this directory (default: synthetic images).") var images: String?
+    @Option(help: "Decay the learning rate linearly to this fraction of itself by the last step.") var finalLrFraction: Float = 1
 
     func run() throws {
         var t = SmallModelTrainer()
         (t.steps, t.learningRate, t.config.bits, t.config.batch, t.backend) = (steps, learningRate, bits, batch, backend)
         (t.config.height, t.config.width, t.config.secretUpsample) = (size, size, secretUpsample)
         (t.imageScale, t.imageLossDelay, t.imageRampSteps) = (imageScale, imageLossDelay, imageRamp)
+        t.finalLearningRateFraction = finalLrFraction
         if let images {
             let data = try PhotoDataset(directory: images, height: size, width: size) { _ in }
             print("training on \(data.crops.count) crops of \(data.photoCount) photos in \(images)")

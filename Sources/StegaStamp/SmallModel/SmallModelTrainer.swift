@@ -8,6 +8,8 @@ public struct SmallModelTrainer {
     public var config = SmallModelConfig()
     public var steps = 1000
     public var learningRate: Float = 1e-3
+    /// Fraction of the learning rate left at the last step (linear decay; 1 = constant).
+    public var finalLearningRateFraction: Float = 1
     public var secretScale: Float = 1
     /// The image loss scale ramps linearly from 0 to this over `imageRampSteps` (as the original
     /// ramps its image losses), so the decoder learns before the residual is squeezed.
@@ -87,7 +89,7 @@ public struct SmallModelTrainer {
                 "seed": Tensor(Float(step)),
                 "secret_scale": Tensor(secretScale),
                 "image_scale": Tensor(imageScale(at: step)),
-                "learning_rate": Tensor(learningRate),
+                "learning_rate": Tensor(learningRate * (1 - (1 - finalLearningRateFraction) * Float(step - 1) / Float(max(steps - 1, 1)))),
                 "step": Tensor(Float(step)),
             ]
             let out = try stepExe.run(feeds, parameters: &store)

@@ -1,0 +1,146 @@
+import Dispatch
+
+/// Direct NHWC convolution with an AVX2/FMA register tile: 6 output pixels x 16 output channels
+/// (12 accumulators), weights repacked into 16-channel blocks, the input padded once so the inner
+/// loop has no bounds checks, and output rows spread over the cores. Convolutions with few output
+/// channels are what BLAS does worst (N = 32 of an im2col GEMM); this kernel has no such shape.
+public enum DirectConv {
+    public struct Geometry: Sendable {
+        public var n, h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pb, pl, pr: Int
+        public init(input: [Int], kernel: [Int], output: [Int], strides: [Int], padding: [Int]) {
+            (n, h, w, ci) = (input[0], input[1], input[2], input[3])
+            (kh, kw, co) = (kernel[0], kernel[1], kernel[3])
+            (oh, ow) = (output[1], output[2])
+            (sh, sw) = (strides[0], strides[1])
+            (pt, pb, pl, pr) = (padding[0], padding[1], padding[2], padding[3])
+        }
+    }
+
+    static let tile = 6
+    static let lanes = 16
+
+    /// y = conv(x, k): x [n,h,w,ci], k [kh,kw,ci,co] (HWIO), y [n,oh,ow,co]. Zero padding is
+    /// implicit: rows outside the image are skipped, and output pixels whose window leaves the image
+    /// on the left or right take a one-pixel path over the valid columns only.
+    public static func forward(_ x: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ g: Geometry) {
+        // Weights: [block][kh][kw * ci][16], zero lanes past co.
+        let blocks = (g.co + lanes - 1) / lanes
+        let inner = g.kw * g.ci
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: blocks * g.kh * inner * lanes)
+        defer { packed.deallocate() }
+        packed.initialize(repeating: 0, count: blocks * g.kh * inner * lanes)
+        for i in 0..<g.kh {
+            for j in 0..<inner {
+                for o in 0..<g.co {
+                    packed[((o / lanes * g.kh + i) * inner + j) * lanes + o % lanes] = k[(i * inner + j) * g.co + o]
+                }
+            }
+        }
+        // Output columns whose whole window is inside the image: [first, last).
+        var first = 0
+        while first < g.ow && first * g.sw - g.pl < 0 { first += 1 }
+        var last = g.ow
+        while last > first && (last - 1) * g.sw - g.pl + g.kw > g.w { last -= 1 }
+        let rows = g.n * g.oh
+        let work = { (r: Int) in
+            let b = r / g.oh, oy = r % g.oh
+            let out = y + r * g.ow * g.co
+            // Kernel rows that land inside the image.
+            let top = oy * g.sh - g.pt
+            let i0 = max(0, -top), i1 = min(g.kh, g.h - top)
+            for blk in 0..<blocks {
+                let valid = min(lanes, g.co - blk * lanes)
+                let wBlock = UnsafePointer(packed + blk * g.kh * inner * lanes)
+                let outBlock = out + blk * lanes
+                if i1 <= i0 {
+                    for ox in 0..<g.ow { store(SIMD8<Float>(), SIMD8<Float>(), outBlock + ox * g.co, valid: valid) }
+                    continue
+                }
+                let rowBase = x + ((b * g.h + top + i0) * g.w) * g.ci
+                let wRows = wBlock + i0 * inner * lanes
+                func edge(_ ox: Int) {
+                    let left = ox * g.sw - g.pl
+                    let j0 = max(0, -left), j1 = min(g.kw, g.w - left)
+                    if j1 <= j0 { store(SIMD8<Float>(), SIMD8<Float>(), outBlock + ox * g.co, valid: valid); return }
+                    tile1(rowBase + (left + j0) * g.ci, rowStride: g.w * g.ci, wRows + j0 * g.ci * lanes, kh: i1 - i0, inner: inner,
+                          length: (j1 - j0) * g.ci, outBlock + ox * g.co, valid: valid)
+                }
+                for ox in 0..<first { edge(ox) }
+                var ox = first
+                while ox + tile <= last {
+                    tile6(rowBase + (ox * g.sw - g.pl) * g.ci, pixelStride: g.sw * g.ci, rowStride: g.w * g.ci, wRows, kh: i1 - i0, inner: inner,
+                          outBlock + ox * g.co, outStride: g.co, valid: valid)
+                    ox += tile
+                }
+                while ox < g.ow { edge(ox); ox += 1 }
+            }
+        }
+        if rows >= 2 && g.oh * g.ow * g.co * inner * g.kh >= 1 << 15 {
+            DispatchQueue.concurrentPerform(iterations: rows) { work($0) }
+        } else {
+            for r in 0..<rows { work(r) }
+        }
+    }
+
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+
+    @inline(__always)
+    static func store(_ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, valid: Int) {
+        if valid == 16 {
+            UnsafeMutableRawPointer(out).storeBytes(of: v0, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(out + 8).storeBytes(of: v1, as: SIMD8<Float>.self)
+        } else {
+            for l in 0..<valid { out[l] = l < 8 ? v0[l] : v1[l - 8] }
+        }
+    }
+
+    /// Six output pixels, 16 channels.
+    @inline(__always)
+    static func tile6(_ x: UnsafePointer<Float>, pixelStride ps: Int, rowStride rs: Int, _ w: UnsafePointer<Float>, kh: Int, inner: Int,
+                      _ out: UnsafeMutablePointer<Float>, outStride os: Int, valid: Int) {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
+        var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
+        var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), f0 = SIMD8<Float>(), f1 = SIMD8<Float>()
+        for i in 0..<kh {
+            let row = x + i * rs
+            let wr = w + i * inner * 16
+            for j in 0..<inner {
+                let w0 = load(wr + j * 16), w1 = load(wr + j * 16 + 8)
+                let pa = SIMD8<Float>(repeating: row[j]), pb = SIMD8<Float>(repeating: row[j + ps])
+                let pc = SIMD8<Float>(repeating: row[j + 2 * ps])
+                a0.addProduct(pa, w0); a1.addProduct(pa, w1)
+                b0.addProduct(pb, w0); b1.addProduct(pb, w1)
+                c0.addProduct(pc, w0); c1.addProduct(pc, w1)
+                let pd = SIMD8<Float>(repeating: row[j + 3 * ps]), pe = SIMD8<Float>(repeating: row[j + 4 * ps])
+                let pf = SIMD8<Float>(repeating: row[j + 5 * ps])
+                d0.addProduct(pd, w0); d1.addProduct(pd, w1)
+                e0.addProduct(pe, w0); e1.addProduct(pe, w1)
+                f0.addProduct(pf, w0); f1.addProduct(pf, w1)
+            }
+        }
+        store(a0, a1, out, valid: valid)
+        store(b0, b1, out + os, valid: valid)
+        store(c0, c1, out + 2 * os, valid: valid)
+        store(d0, d1, out + 3 * os, valid: valid)
+        store(e0, e1, out + 4 * os, valid: valid)
+        store(f0, f1, out + 5 * os, valid: valid)
+    }
+
+    /// One output pixel, 16 channels: `length` consecutive (kw, ci) positions of each kernel row
+    /// (the valid columns at an image border; all of them inside).
+    @inline(__always)
+    static func tile1(_ x: UnsafePointer<Float>, rowStride rs: Int, _ w: UnsafePointer<Float>, kh: Int, inner: Int, length: Int,
+                      _ out: UnsafeMutablePointer<Float>, valid: Int) {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        for i in 0..<kh {
+            let row = x + i * rs
+            let wr = w + i * inner * 16
+            for j in 0..<length {
+                let p = SIMD8<Float>(repeating: row[j])
+                a0.addProduct(p, load(wr + j * 16)); a1.addProduct(p, load(wr + j * 16 + 8))
+            }
+        }
+        store(a0, a1, out, valid: valid)
+    }
+}
