@@ -427,6 +427,7 @@ struct Demo: ParsableCommand {
             var t100 = SmallModelTrainer()
             (t100.config.bits, t100.config.secretUpsample, t100.steps) = (100, 4, modelSteps)
             (t100.imageScale, t100.imageLossDelay, t100.imageRampSteps, t100.evalEvery) = (10, 400, 1000, max(1, modelSteps / 8))
+            t100.finalLearningRateFraction = 0.1
             let data = try PhotoDataset(directory: trainDir, height: t100.config.height, width: t100.config.width)
             print("training on \(data.crops.count) crops of \(data.photoCount) photos")
             t100.trainingImages = { seed, count in data.batch(count: count, seed: seed) }
