@@ -135,42 +135,31 @@ enum Sampling {
         return ((t[0] * fx + t[1] * fy + t[2]) / k, (t[3] * fx + t[4] * fy + t[5]) / k)
     }
 
-    static func projectiveWarp(_ images: Tensor, _ transforms: Tensor, inverse: Bool) -> Tensor {
-        let (n, h, w, c) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
-        var out = [Float](repeating: 0, count: images.count)
+    /// Source coordinates [n, h, w, 2] of every output pixel; where the projection is 0 (TF fills
+    /// those pixels) a coordinate far outside the image, which samples to 0.
+    static func projectiveCoords(_ transforms: Tensor, n: Int, h: Int, w: Int, inverse: Bool) -> Tensor {
+        var coords = [Float](repeating: -1e9, count: n * h * w * 2)
         for b in 0..<n {
             let t = transform(transforms, batch: b, inverse: inverse)
             for y in 0..<h {
                 for x in 0..<w {
                     guard let (X, Y) = project(t, x: x, y: y) else { continue }
-                    let tp = taps(X, Y, h: h, w: w, mode: .zero)
-                    let o = ((b * h + y) * w + x) * c
-                    if tp.nan { for q in 0..<c { out[o + q] = .nan }; continue }
-                    accumulate(images.scalars, base: b * h * w, c: c, tp.index, tp.weight) { q, v in out[o + q] += v }
+                    let o = ((b * h + y) * w + x) * 2
+                    coords[o] = X
+                    coords[o + 1] = Y
                 }
             }
         }
-        return Tensor(shape: images.shape, scalars: out)
+        return Tensor(shape: [n, h, w, 2], scalars: coords)
+    }
+
+    static func projectiveWarp(_ images: Tensor, _ transforms: Tensor, inverse: Bool) -> Tensor {
+        let s = images.shape
+        return sample(images, projectiveCoords(transforms, n: s[0], h: s[1], w: s[2], inverse: inverse), .zero)
     }
 
     static func projectiveWarpTranspose(_ dy: Tensor, _ transforms: Tensor, inverse: Bool) -> Tensor {
-        let (n, h, w, c) = (dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3])
-        var acc = [Double](repeating: 0, count: dy.count)
-        for b in 0..<n {
-            let t = transform(transforms, batch: b, inverse: inverse)
-            for y in 0..<h {
-                for x in 0..<w {
-                    guard let (X, Y) = project(t, x: x, y: y) else { continue }
-                    let tp = taps(X, Y, h: h, w: w, mode: .zero)
-                    let g = ((b * h + y) * w + x) * c
-                    let pairs = [(tp.index.0, tp.weight.0), (tp.index.1, tp.weight.1), (tp.index.2, tp.weight.2), (tp.index.3, tp.weight.3)]
-                    for (i, wgt) in pairs where i >= 0 {
-                        let off = (b * h * w + i) * c
-                        for q in 0..<c { acc[off + q] += Double(wgt) * Double(dy.scalars[g + q]) }
-                    }
-                }
-            }
-        }
-        return Tensor(shape: dy.shape, scalars: acc.map { Float($0) })
+        let s = dy.shape
+        return gradImage(dy, projectiveCoords(transforms, n: s[0], h: s[1], w: s[2], inverse: inverse), .zero, s)
     }
 }
