@@ -7,15 +7,14 @@ import GraphKernels
 /// Fast kernels for the `cpu` backend. Each returns nil for cases it does not cover, and the
 /// reference kernel runs instead. Tested op by op against `ReferenceKernels`.
 enum CPUKernels {
-    /// Forward convolutions through `DirectConv` rather than im2col + sgemm (switchable to compare).
-    nonisolated(unsafe) static var useDirectConvolution = ProcessInfo.processInfo.environment["STEGASTAMP_CONV"] != "gemm"
 
-    static func run(_ op: Op, _ a: [Tensor], shape: [Int]) -> Tensor? {
+    static func run(_ op: Op, _ a: [Tensor], shape: [Int], convolution: ConvolutionAlgorithm) -> Tensor? {
+        let direct = convolution == .direct
         switch op {
         case .matmul(let ta, let tb): return matmul(a[0], a[1], ta, tb, shape)
-        case .conv2d(let c): return conv2d(a[0], a[1], c, shape)
+        case .conv2d(let c): return conv2d(a[0], a[1], c, shape, direct: direct)
         case .conv2dBackpropInput(let c, _): return conv2dBackpropInput(a[0], a[1], c, shape)
-        case .conv2dBackpropFilter(let c, _): return conv2dBackpropFilter(a[0], a[1], c, shape)
+        case .conv2dBackpropFilter(let c, _): return conv2dBackpropFilter(a[0], a[1], c, shape, direct: direct)
         case .unary(let u):
             let f = ReferenceKernels.unaryFunction(u)
             var out = a[0].scalars
@@ -102,6 +101,22 @@ enum CPUKernels {
 
         var isPointwise: Bool { kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w }
 
+        /// Calls `body(b, y0, y1, col)` for every tile of output rows of every image, with a column
+        /// buffer of `rowsPerTile` rows (allocated once per call).
+        func forEachTile(_ body: (Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+            let tile = rowsPerTile
+            let col = UnsafeMutablePointer<Float>.allocate(capacity: tile * ow * k)
+            defer { col.deallocate() }
+            for b in 0..<n {
+                var y0 = 0
+                while y0 < oh {
+                    let y1 = min(oh, y0 + tile)
+                    body(b, y0, y1, col)
+                    y0 = y1
+                }
+            }
+        }
+
         /// Fills col[(y - y0) * ow + x, (i * kw + j) * ci + q] for output rows y0..<y1 of image b.
         func im2col(_ x: UnsafePointer<Float>, b: Int, y0: Int, y1: Int, into col: UnsafeMutablePointer<Float>) {
             let kk = k
@@ -146,11 +161,11 @@ enum CPUKernels {
         }
     }
 
-    static func conv2d(_ x: Tensor, _ kernel: Tensor, _ c: ConvAttributes, _ shape: [Int]) -> Tensor {
+    static func conv2d(_ x: Tensor, _ kernel: Tensor, _ c: ConvAttributes, _ shape: [Int], direct: Bool) -> Tensor {
         let g = ConvGeometry(x: x.shape, kernel: kernel.shape, out: shape, c)
         var out = [Float](repeating: 0, count: Shape.count(shape))
         if out.isEmpty || g.k == 0 { return Tensor(shape: shape, scalars: out) }
-        if useDirectConvolution && !g.isPointwise {
+        if direct && !g.isPointwise {
             let geometry = DirectConv.Geometry(input: x.shape, kernel: kernel.shape, output: shape, strides: c.strides, padding: c.padding)
             x.scalars.withUnsafeBufferPointer { xp in
                 kernel.scalars.withUnsafeBufferPointer { kp in
@@ -167,20 +182,11 @@ enum CPUKernels {
                                     1, xp.baseAddress!, Int32(g.ci), kp.baseAddress!, Int32(g.co), 0, op.baseAddress!, Int32(g.co))
                         return
                     }
-                    let tile = g.rowsPerTile
-                    let col = UnsafeMutablePointer<Float>.allocate(capacity: tile * g.ow * g.k)
-                    defer { col.deallocate() }
-                    for b in 0..<g.n {
-                        var y0 = 0
-                        while y0 < g.oh {
-                            let y1 = min(g.oh, y0 + tile)
-                            g.im2col(xp.baseAddress!, b: b, y0: y0, y1: y1, into: col)
-                            let p = (y1 - y0) * g.ow
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(p), Int32(g.co), Int32(g.k),
-                                        1, col, Int32(g.k), kp.baseAddress!, Int32(g.co),
-                                        0, op.baseAddress! + (b * g.oh + y0) * g.ow * g.co, Int32(g.co))
-                            y0 = y1
-                        }
+                    g.forEachTile { b, y0, y1, col in
+                        g.im2col(xp.baseAddress!, b: b, y0: y0, y1: y1, into: col)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32((y1 - y0) * g.ow), Int32(g.co), Int32(g.k),
+                                    1, col, Int32(g.k), kp.baseAddress!, Int32(g.co),
+                                    0, op.baseAddress! + (b * g.oh + y0) * g.ow * g.co, Int32(g.co))
                     }
                 }
             }
@@ -200,20 +206,11 @@ enum CPUKernels {
                                     1, gp.baseAddress!, Int32(g.co), kp.baseAddress!, Int32(g.co), 0, xp.baseAddress!, Int32(g.ci))
                         return
                     }
-                    let tile = g.rowsPerTile
-                    let col = UnsafeMutablePointer<Float>.allocate(capacity: tile * g.ow * g.k)
-                    defer { col.deallocate() }
-                    for b in 0..<g.n {
-                        var y0 = 0
-                        while y0 < g.oh {
-                            let y1 = min(g.oh, y0 + tile)
-                            let p = (y1 - y0) * g.ow
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(p), Int32(g.k), Int32(g.co),
-                                        1, gp.baseAddress! + (b * g.oh + y0) * g.ow * g.co, Int32(g.co),
-                                        kp.baseAddress!, Int32(g.co), 0, col, Int32(g.k))
-                            g.col2im(col, b: b, y0: y0, y1: y1, into: xp.baseAddress!)
-                            y0 = y1
-                        }
+                    g.forEachTile { b, y0, y1, col in
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32((y1 - y0) * g.ow), Int32(g.k), Int32(g.co),
+                                    1, gp.baseAddress! + (b * g.oh + y0) * g.ow * g.co, Int32(g.co),
+                                    kp.baseAddress!, Int32(g.co), 0, col, Int32(g.k))
+                        g.col2im(col, b: b, y0: y0, y1: y1, into: xp.baseAddress!)
                     }
                 }
             }
@@ -221,11 +218,11 @@ enum CPUKernels {
         return Tensor(shape: shape, scalars: dx)
     }
 
-    static func conv2dBackpropFilter(_ x: Tensor, _ dy: Tensor, _ c: ConvAttributes, _ shape: [Int]) -> Tensor {
+    static func conv2dBackpropFilter(_ x: Tensor, _ dy: Tensor, _ c: ConvAttributes, _ shape: [Int], direct: Bool) -> Tensor {
         let g = ConvGeometry(x: x.shape, kernel: shape, out: dy.shape, c)
         var dk = [Float](repeating: 0, count: Shape.count(shape))
         if dk.isEmpty || dy.count == 0 { return Tensor(shape: shape, scalars: dk) }
-        if useDirectConvolution && !g.isPointwise {
+        if direct && !g.isPointwise {
             let geometry = DirectConv.Geometry(input: x.shape, kernel: shape, output: dy.shape, strides: c.strides, padding: c.padding)
             x.scalars.withUnsafeBufferPointer { xp in
                 dy.scalars.withUnsafeBufferPointer { gp in
@@ -242,20 +239,11 @@ enum CPUKernels {
                                     1, xp.baseAddress!, Int32(g.ci), gp.baseAddress!, Int32(g.co), 0, kp.baseAddress!, Int32(g.co))
                         return
                     }
-                    let tile = g.rowsPerTile
-                    let col = UnsafeMutablePointer<Float>.allocate(capacity: tile * g.ow * g.k)
-                    defer { col.deallocate() }
-                    for b in 0..<g.n {
-                        var y0 = 0
-                        while y0 < g.oh {
-                            let y1 = min(g.oh, y0 + tile)
-                            g.im2col(xp.baseAddress!, b: b, y0: y0, y1: y1, into: col)
-                            let p = (y1 - y0) * g.ow
-                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(g.k), Int32(g.co), Int32(p),
-                                        1, col, Int32(g.k), gp.baseAddress! + (b * g.oh + y0) * g.ow * g.co, Int32(g.co),
-                                        1, kp.baseAddress!, Int32(g.co))
-                            y0 = y1
-                        }
+                    g.forEachTile { b, y0, y1, col in
+                        g.im2col(xp.baseAddress!, b: b, y0: y0, y1: y1, into: col)
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(g.k), Int32(g.co), Int32((y1 - y0) * g.ow),
+                                    1, col, Int32(g.k), gp.baseAddress! + (b * g.oh + y0) * g.ow * g.co, Int32(g.co),
+                                    1, kp.baseAddress!, Int32(g.co))
                     }
                 }
             }

@@ -11,15 +11,31 @@ public enum Backend: String, CaseIterable, Sendable {
     case cpu
 }
 
+/// How the CPU backend computes convolutions and their weight gradients.
+public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
+    /// FastKernels.DirectConv (AVX2/FMA register tiles).
+    case direct
+    /// im2col + OpenBLAS sgemm.
+    case gemm
+
+    /// `direct`, unless the environment sets STEGASTAMP_CONV=gemm (for benchmarks).
+    public static var standard: ConvolutionAlgorithm {
+        ProcessInfo.processInfo.environment["STEGASTAMP_CONV"] == "gemm" ? .gemm : .direct
+    }
+}
+
 public struct CompileOptions: Equatable, Sendable {
     public var backend: Backend
+    public var convolution: ConvolutionAlgorithm
     /// Run the standard pass pipeline (dead code, CSE, folding, simplification, fusion); when
     /// off, only dead code is removed.
     public var optimize: Bool
     /// Passes of the pipeline to skip, by name.
     public var disabledPasses: Set<String>
-    public init(backend: Backend = .cpu, optimize: Bool = true, disabledPasses: Set<String> = []) {
+    public init(backend: Backend = .cpu, optimize: Bool = true, disabledPasses: Set<String> = [],
+                convolution: ConvolutionAlgorithm = .standard) {
         self.backend = backend
+        self.convolution = convolution
         self.optimize = optimize
         self.disabledPasses = disabledPasses
     }
@@ -153,7 +169,7 @@ public final class Executable: @unchecked Sendable {
 
     func kernel(_ op: Op, _ args: [Tensor], _ shape: [Int]) -> Tensor {
         if case .fused(let f) = op { return ReferenceKernels.evaluate(f.body, args, kernel: kernel) }
-        if options.backend == .cpu, let t = CPUKernels.run(op, args, shape: shape) { return t }
+        if options.backend == .cpu, let t = CPUKernels.run(op, args, shape: shape, convolution: options.convolution) { return t }
         return ReferenceKernels.run(op, args, shape: shape)
     }
 }

@@ -93,12 +93,16 @@ final class InterpreterTests: XCTestCase {
 
 /// The CPU backend's fast kernels against the reference interpreter.
 final class CPUBackendTests: XCTestCase {
+    /// Every output through the CPU backend, with each convolution algorithm, against the interpreter.
     func compare(_ g: Graph, _ feeds: [String: Tensor], tolerance: Double = 1e-5, file: StaticString = #filePath, line: UInt = #line) throws {
         let ref = try evaluate(g, feeds, backend: .interpreter)
-        let cpu = try evaluate(g, feeds, backend: .cpu)
-        for (name, t) in ref {
-            let e = relativeErrors(cpu[name]!, t)
-            XCTAssertLessThan(e.max, tolerance, "\(name)", file: file, line: line)
+        for algorithm in ConvolutionAlgorithm.allCases {
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: algorithm))
+            let cpu = try exe.run(feeds)
+            for (name, t) in ref {
+                let e = relativeErrors(cpu[name]!, t)
+                XCTAssertLessThan(e.max, tolerance, "\(name) (\(algorithm))", file: file, line: line)
+            }
         }
     }
 
