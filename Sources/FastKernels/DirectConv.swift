@@ -22,7 +22,10 @@ public enum DirectConv {
     /// y = conv(x, k): x [n,h,w,ci], k [kh,kw,ci,co] (HWIO), y [n,oh,ow,co]. Zero padding is
     /// implicit: rows outside the image are skipped, and output pixels whose window leaves the image
     /// on the left or right take a one-pixel path over the valid columns only.
-    public static func forward(_ x: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ g: Geometry) {
+    /// With `bias` (co values) and `relu`, the epilogue of a fused conv + bias (+ ReLU) kernel is
+    /// applied as each tile is stored, so the output is written once.
+    public static func forward(_ x: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ g: Geometry,
+                               bias: UnsafePointer<Float>? = nil, relu: Bool = false) {
         // Weights: [block][kh][kw * ci][16], zero lanes past co.
         let blocks = (g.co + lanes - 1) / lanes
         let inner = g.kw * g.ci
@@ -36,6 +39,12 @@ public enum DirectConv {
                 }
             }
         }
+        // Bias padded to whole 16-lane blocks (zeros without a bias).
+        let biasPadded = UnsafeMutablePointer<Float>.allocate(capacity: blocks * lanes)
+        defer { biasPadded.deallocate() }
+        biasPadded.initialize(repeating: 0, count: blocks * lanes)
+        if let bias { biasPadded.update(from: bias, count: g.co) }
+        let epilogue = Epilogue(relu: relu)
         // Output columns whose whole window is inside the image: [first, last).
         var first = 0
         while first < g.ow && first * g.sw - g.pl < 0 { first += 1 }
@@ -52,8 +61,11 @@ public enum DirectConv {
                 let valid = min(lanes, g.co - blk * lanes)
                 let wBlock = UnsafePointer(packed + blk * g.kh * inner * lanes)
                 let outBlock = out + blk * lanes
+                var e = epilogue
+                e.b0 = load(biasPadded + blk * lanes)
+                e.b1 = load(biasPadded + blk * lanes + 8)
                 if i1 <= i0 {
-                    for ox in 0..<g.ow { store(SIMD8<Float>(), SIMD8<Float>(), outBlock + ox * g.co, valid: valid) }
+                    for ox in 0..<g.ow { e.store(SIMD8<Float>(), SIMD8<Float>(), outBlock + ox * g.co, valid: valid) }
                     continue
                 }
                 let rowBase = x + ((b * g.h + top + i0) * g.w) * g.ci
@@ -61,15 +73,15 @@ public enum DirectConv {
                 func edge(_ ox: Int) {
                     let left = ox * g.sw - g.pl
                     let j0 = max(0, -left), j1 = min(g.kw, g.w - left)
-                    if j1 <= j0 { store(SIMD8<Float>(), SIMD8<Float>(), outBlock + ox * g.co, valid: valid); return }
+                    if j1 <= j0 { e.store(SIMD8<Float>(), SIMD8<Float>(), outBlock + ox * g.co, valid: valid); return }
                     tile1(rowBase + (left + j0) * g.ci, rowStride: g.w * g.ci, wRows + j0 * g.ci * lanes, kh: i1 - i0, inner: inner,
-                          length: (j1 - j0) * g.ci, outBlock + ox * g.co, valid: valid)
+                          length: (j1 - j0) * g.ci, outBlock + ox * g.co, valid: valid, e)
                 }
                 for ox in 0..<first { edge(ox) }
                 var ox = first
                 while ox + tile <= last {
                     tile6(rowBase + (ox * g.sw - g.pl) * g.ci, pixelStride: g.sw * g.ci, rowStride: g.w * g.ci, wRows, kh: i1 - i0, inner: inner,
-                          outBlock + ox * g.co, outStride: g.co, valid: valid)
+                          outBlock + ox * g.co, outStride: g.co, valid: valid, e)
                     ox += tile
                 }
                 while ox < g.ow { edge(ox); ox += 1 }
@@ -85,6 +97,23 @@ public enum DirectConv {
     @inline(__always)
     static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
 
+    /// Bias (+ ReLU) applied to a 16-lane result as it is stored.
+    struct Epilogue {
+        var relu: Bool
+        var b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
+        init(relu: Bool) { self.relu = relu }
+
+        @inline(__always)
+        func store(_ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, valid: Int) {
+            var r0 = v0 + b0, r1 = v1 + b1
+            if relu {
+                r0 = r0.replacing(with: 0, where: r0 .< 0)
+                r1 = r1.replacing(with: 0, where: r1 .< 0)
+            }
+            DirectConv.store(r0, r1, out, valid: valid)
+        }
+    }
+
     @inline(__always)
     static func store(_ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, valid: Int) {
         if valid == 16 {
@@ -98,7 +127,7 @@ public enum DirectConv {
     /// Six output pixels, 16 channels.
     @inline(__always)
     static func tile6(_ x: UnsafePointer<Float>, pixelStride ps: Int, rowStride rs: Int, _ w: UnsafePointer<Float>, kh: Int, inner: Int,
-                      _ out: UnsafeMutablePointer<Float>, outStride os: Int, valid: Int) {
+                      _ out: UnsafeMutablePointer<Float>, outStride os: Int, valid: Int, _ e: Epilogue) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
         var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
         var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), f0 = SIMD8<Float>(), f1 = SIMD8<Float>()
@@ -119,19 +148,19 @@ public enum DirectConv {
                 f0.addProduct(pf, w0); f1.addProduct(pf, w1)
             }
         }
-        store(a0, a1, out, valid: valid)
-        store(b0, b1, out + os, valid: valid)
-        store(c0, c1, out + 2 * os, valid: valid)
-        store(d0, d1, out + 3 * os, valid: valid)
-        store(e0, e1, out + 4 * os, valid: valid)
-        store(f0, f1, out + 5 * os, valid: valid)
+        e.store(a0, a1, out, valid: valid)
+        e.store(b0, b1, out + os, valid: valid)
+        e.store(c0, c1, out + 2 * os, valid: valid)
+        e.store(d0, d1, out + 3 * os, valid: valid)
+        e.store(e0, e1, out + 4 * os, valid: valid)
+        e.store(f0, f1, out + 5 * os, valid: valid)
     }
 
     /// One output pixel, 16 channels: `length` consecutive (kw, ci) positions of each kernel row
     /// (the valid columns at an image border; all of them inside).
     @inline(__always)
     static func tile1(_ x: UnsafePointer<Float>, rowStride rs: Int, _ w: UnsafePointer<Float>, kh: Int, inner: Int, length: Int,
-                      _ out: UnsafeMutablePointer<Float>, valid: Int) {
+                      _ out: UnsafeMutablePointer<Float>, valid: Int, _ e: Epilogue) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
         for i in 0..<kh {
             let row = x + i * rs
@@ -141,6 +170,6 @@ public enum DirectConv {
                 a0.addProduct(p, load(wr + j * 16)); a1.addProduct(p, load(wr + j * 16 + 8))
             }
         }
-        store(a0, a1, out, valid: valid)
+        e.store(a0, a1, out, valid: valid)
     }
 }

@@ -25,6 +25,41 @@ enum CPUKernels {
         }
     }
 
+    /// A fused `output` kernel that is exactly conv2d -> add(bias [co]) [-> relu]: one pass through
+    /// DirectConv with the epilogue applied as tiles are stored. Nil for any other body.
+    static func fusedConvolution(_ f: FusedKernel, _ args: [Tensor], shape: [Int]) -> Tensor? {
+        guard f.kind == .output else { return nil }
+        let body = f.body
+        let ops = body.values.enumerated().filter { $0.element.op != nil }
+        guard ops.count == 2 || ops.count == 3 else { return nil }
+        func argIndex(_ id: ValueID) -> Int? { body.inputs.firstIndex(of: id) }
+        guard case .op(.conv2d(let c), let convArgs) = ops[0].element.definition,
+              let xi = argIndex(convArgs[0]), let ki = argIndex(convArgs[1]),
+              case .op(.binary(.add), let addArgs) = ops[1].element.definition, addArgs[0].index == ops[0].offset,
+              let bi = argIndex(addArgs[1]), args[bi].shape == [args[ki].shape[3]] else { return nil }
+        var relu = false
+        if ops.count == 3 {
+            guard case .op(.unary(.relu), let r) = ops[2].element.definition, r[0].index == ops[1].offset else { return nil }
+            relu = true
+        }
+        guard body.outputs[0].value.index == ops.last!.offset else { return nil }
+        let (x, k, bias) = (args[xi], args[ki], args[bi])
+        let g = ConvGeometry(x: x.shape, kernel: k.shape, out: shape, c)
+        if g.isPointwise || g.k == 0 || Shape.count(shape) == 0 { return nil }
+        var out = [Float](repeating: 0, count: Shape.count(shape))
+        let geometry = DirectConv.Geometry(input: x.shape, kernel: k.shape, output: shape, strides: c.strides, padding: c.padding)
+        x.scalars.withUnsafeBufferPointer { xp in
+            k.scalars.withUnsafeBufferPointer { kp in
+                bias.scalars.withUnsafeBufferPointer { bp in
+                    out.withUnsafeMutableBufferPointer {
+                        DirectConv.forward(xp.baseAddress!, kp.baseAddress!, $0.baseAddress!, geometry, bias: bp.baseAddress!, relu: relu)
+                    }
+                }
+            }
+        }
+        return Tensor(shape: shape, scalars: out)
+    }
+
     /// Same-shape and scalar-broadcast cases without index arrays.
     static func binary(_ b: BinaryOp, _ x: Tensor, _ y: Tensor, _ shape: [Int]) -> Tensor? {
         let f = ReferenceKernels.binaryFunction(b)

@@ -129,6 +129,26 @@ final class CPUBackendTests: XCTestCase {
         }
     }
 
+    /// conv2d + bias (+ relu) fuses into one `output` kernel, which the CPU backend runs with the
+    /// epilogue inside the convolution; the result must match the interpreter on the unfused graph.
+    func testFusedConvolutionEpilogue() throws {
+        for (i, (xs, ks, s, p, relu)) in [([2, 9, 7, 5], [3, 3, 5, 20], [1, 1], [1, 1, 1, 1], true),
+                                           ([1, 12, 10, 3], [3, 3, 3, 8], [2, 2], [0, 1, 0, 1], false),
+                                           ([1, 6, 6, 4], [2, 2, 4, 33], [1, 1], [0, 1, 0, 1], true)].enumerated() {
+            let b = GraphBuilder(name: "fused")
+            let x = b.input("x", xs), k = b.input("k", ks), bias = b.input("bias", [ks[3]])
+            var y = b.add(b.conv2d(x, k, strides: s, padding: p), bias)
+            if relu { y = b.relu(y) }
+            b.output("y", y)
+            let g = try b.finish()
+            let feeds = ["x": randomTensor(xs, seed: UInt64(i)), "k": randomTensor(ks, seed: 10 + UInt64(i)), "bias": randomTensor([ks[3]], seed: 20 + UInt64(i))]
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: .direct))
+            XCTAssertTrue(exe.graph.values.contains { if case .fused(let f)? = $0.op { return f.kind == .output } else { return false } })
+            let ref = try evaluate(g, feeds, backend: .interpreter)["y"]!
+            XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref).max, 1e-5, "case \(i)")
+        }
+    }
+
     func testMatmulAndElementwiseMatchTheInterpreter() throws {
         for ta in [false, true] {
             for tb in [false, true] {
