@@ -170,6 +170,7 @@ public final class Executable: @unchecked Sendable {
     func kernel(_ op: Op, _ args: [Tensor], _ shape: [Int]) -> Tensor {
         if case .fused(let f) = op {
             if options.backend == .cpu, options.convolution == .direct, let t = CPUKernels.fusedConvolution(f, args, shape: shape) { return t }
+            if options.backend == .cpu, let t = FusedLoops.run(f, args, shape: shape) { return t }
             return ReferenceKernels.evaluate(f.body, args, kernel: kernel)
         }
         if options.backend == .cpu, let t = CPUKernels.run(op, args, shape: shape, convolution: options.convolution) { return t }

@@ -1,0 +1,142 @@
+import GraphIR
+import GraphKernels
+
+/// Runs a fused `loop` kernel tile by tile: each body op works on chunks of `tile` elements in
+/// small scratch buffers, so a chain of elementwise ops reads its inputs and writes its result once,
+/// with no full-size intermediates. Operands are full-size, scalars, or repeat along the leading
+/// axes (a bias); anything else falls back to the reference evaluation.
+enum FusedLoops {
+    static let tile = 2048
+
+    enum Source {
+        case full(UnsafePointer<Float>)
+        case scalar(Float)
+        /// Period `m`: element i reads p[i % m].
+        case periodic(UnsafePointer<Float>, Int)
+        case scratch(Int)
+    }
+
+    static func run(_ f: FusedKernel, _ args: [Tensor], shape: [Int]) -> Tensor? {
+        guard f.kind == .loop else { return nil }
+        let body = f.body
+        let n = Shape.count(shape)
+        if n == 0 { return nil }
+        // Every op of the body must be elementwise with the result's shape.
+        for v in body.values where v.op != nil {
+            switch v.op! {
+            case .unary, .binary, .select: if v.shape != shape { return nil }
+            default: return nil
+            }
+        }
+        var out = [Float](repeating: 0, count: n)
+        // Keep every tensor the sources point into alive and pinned for the whole loop.
+        var constants: [Tensor] = []
+        for v in body.values { if case .constant(let t) = v.definition { constants.append(t) } }
+        let pinned = args + constants
+        return withPinned(pinned) { pointers -> Tensor? in
+            var sources = [Source?](repeating: nil, count: body.values.count)
+            var scratchCount = 0
+            var argIndex = 0, constIndex = args.count
+            for (i, v) in body.values.enumerated() {
+                let t: Tensor
+                let p: UnsafePointer<Float>
+                switch v.definition {
+                case .input: t = pinned[argIndex]; p = pointers[argIndex]; argIndex += 1
+                case .constant(let c): t = c; p = pointers[constIndex]; constIndex += 1
+                case .parameter: return nil
+                case .op:
+                    sources[i] = .scratch(scratchCount)
+                    scratchCount += 1
+                    continue
+                }
+                if t.count == 1 { sources[i] = .scalar(t.scalars[0]) }
+                else if t.shape == shape { sources[i] = .full(p) }
+                else {
+                    let trimmed = Array(t.shape.drop(while: { $0 == 1 }))
+                    guard Array(shape.suffix(trimmed.count)) == trimmed, t.count > 0, n % t.count == 0 else { return nil }
+                    sources[i] = .periodic(p, t.count)
+                }
+            }
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1) * tile)
+            defer { scratch.deallocate() }
+            let resultIndex = body.outputs[0].value.index
+            out.withUnsafeMutableBufferPointer { o in
+                var start = 0
+                while start < n {
+                    let len = min(tile, n - start)
+                    for (i, v) in body.values.enumerated() {
+                        guard case .op(let op, let operands) = v.definition, case .scratch(let slot) = sources[i]! else { continue }
+                        let dst = scratch + slot * tile
+                        let a = operands.map { sources[$0.index]! }
+                        apply(op, a, dst, start: start, count: len, scratch: scratch)
+                    }
+                    guard case .scratch(let r) = sources[resultIndex]! else { return }
+                    (o.baseAddress! + start).update(from: scratch + r * tile, count: len)
+                    start += len
+                }
+            }
+            guard case .scratch = sources[resultIndex]! else { return nil }
+            return Tensor(shape: shape, scalars: out)
+        }
+    }
+
+    /// Pointers to the storage of each tensor, valid inside `body`.
+    static func withPinned<R>(_ tensors: [Tensor], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+        func go(_ i: Int, _ acc: [UnsafePointer<Float>]) -> R {
+            if i == tensors.count { return body(acc) }
+            return tensors[i].scalars.withUnsafeBufferPointer { go(i + 1, acc + [$0.baseAddress!]) }
+        }
+        return go(0, [])
+    }
+
+    /// Operand chunk as a contiguous pointer (copying periodic and scalar operands into `tmp`).
+    @inline(__always)
+    static func chunk(_ s: Source, start: Int, count: Int, scratch: UnsafeMutablePointer<Float>, tmp: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        switch s {
+        case .full(let p): return p + start
+        case .scratch(let slot): return UnsafePointer(scratch + slot * tile)
+        case .scalar(let v): tmp.update(repeating: v, count: count); return UnsafePointer(tmp)
+        case .periodic(let p, let m):
+            var k = start % m
+            for j in 0..<count { tmp[j] = p[k]; k += 1; if k == m { k = 0 } }
+            return UnsafePointer(tmp)
+        }
+    }
+
+    static func apply(_ op: Op, _ a: [Source], _ dst: UnsafeMutablePointer<Float>, start: Int, count: Int, scratch: UnsafeMutablePointer<Float>) {
+        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 3 * tile)
+        defer { tmp.deallocate() }
+        let x = chunk(a[0], start: start, count: count, scratch: scratch, tmp: tmp)
+        switch op {
+        case .unary(let u):
+            switch u {
+            case .neg: for j in 0..<count { dst[j] = -x[j] }
+            case .relu: for j in 0..<count { dst[j] = x[j] > 0 ? x[j] : 0 }
+            case .sqrt: for j in 0..<count { dst[j] = x[j].squareRoot() }
+            case .abs: for j in 0..<count { dst[j] = Swift.abs(x[j]) }
+            default:
+                let f = ReferenceKernels.unaryFunction(u)
+                for j in 0..<count { dst[j] = f(x[j]) }
+            }
+        case .binary(let b):
+            let y = chunk(a[1], start: start, count: count, scratch: scratch, tmp: tmp + tile)
+            switch b {
+            case .add: for j in 0..<count { dst[j] = x[j] + y[j] }
+            case .sub: for j in 0..<count { dst[j] = x[j] - y[j] }
+            case .mul: for j in 0..<count { dst[j] = x[j] * y[j] }
+            case .div: for j in 0..<count { dst[j] = x[j] / y[j] }
+            case .greater: for j in 0..<count { dst[j] = x[j] > y[j] ? 1 : 0 }
+            case .less: for j in 0..<count { dst[j] = x[j] < y[j] ? 1 : 0 }
+            default:
+                let f = ReferenceKernels.binaryFunction(b)
+                for j in 0..<count { dst[j] = f(x[j], y[j]) }
+            }
+        case .select:
+            let y = chunk(a[1], start: start, count: count, scratch: scratch, tmp: tmp + tile)
+            let z = chunk(a[2], start: start, count: count, scratch: scratch, tmp: tmp + 2 * tile)
+            for j in 0..<count { dst[j] = x[j] != 0 ? y[j] : z[j] }
+        default:
+            fatalError("FusedLoops.apply: \(op.name) is not elementwise (checked in run)")
+        }
+    }
+}
