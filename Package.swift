@@ -33,7 +33,7 @@ let package = Package(
         // built for AVX2/FMA, which every machine of this project has.
         .target(name: "FastKernels", swiftSettings: [.unsafeFlags(["-O", "-Xcc", "-mavx2", "-Xcc", "-mfma"]), .swiftLanguageMode(.v5)]),
         .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernels", "CBLAS"]),
-        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "CPNG", "CTurboJPEG"]),
+        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphRuntime", "CPNG", "CTurboJPEG"]),
         .executableTarget(
             name: "stegastamp",
             dependencies: [

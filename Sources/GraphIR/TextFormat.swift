@@ -305,10 +305,7 @@ private struct Parser {
         }
         if !sawHeader { throw GraphError("empty graph file: expected 'graph NAME'", line: 1, column: 1) }
         try parseLines(lines, &i, nested: false)
-        do { try graph.verify() } catch let e as GraphError {
-            // Op shapes were checked line by line; what remains (updates) gets the line if known.
-            throw e
-        }
+        try graph.verify()
         return graph
     }
 
@@ -341,7 +338,6 @@ private struct Parser {
             try advance()
             let name = try newName()
             try expect(":")
-            let col = lexer.column
             let shape = try type()
             try expect("=")
             let initCol = lexer.column
@@ -351,7 +347,6 @@ private struct Parser {
                 throw GraphError("initializer has \(xs.count) values but shape \(Shape.describe(shape)) needs \(Shape.count(shape))",
                                  line: lexer.line, column: initCol)
             }
-            _ = col
             define(name, shape, .parameter(i))
         case .word("output"):
             try advance()

@@ -116,12 +116,7 @@ enum Sampling {
     static func transform(_ t: Tensor, batch b: Int, inverse: Bool) -> [Float] {
         let raw = Array(t.scalars[(b * 8)..<(b * 8 + 8)])
         if !inverse { return raw }
-        let m = raw.map(Double.init) + [1]
-        let (a, bb, c, d, e, f, g, h, i) = (m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8])
-        let det = a * (e * i - f * h) - bb * (d * i - f * g) + c * (d * h - e * g)
-        let inv = [e * i - f * h, c * h - bb * i, bb * f - c * e,
-                   f * g - d * i, a * i - c * g, c * d - a * f,
-                   d * h - e * g, bb * g - a * h, a * e - bb * d].map { $0 / det }
+        let inv = Matrix3.inverse(raw.map(Double.init) + [1])
         return (0..<8).map { Float(inv[$0] / inv[8]) }
     }
 

@@ -41,12 +41,10 @@ public struct MemoryPlan: Sendable {
         return (raw + alignment - 1) / alignment * alignment
     }
 
+    /// Ops that may write their result over an operand of the same size.
     static func isElementwise(_ op: Op) -> Bool {
-        switch op {
-        case .unary, .binary, .select: return true
-        case .fused(let f): return f.kind == .loop
-        default: return false
-        }
+        if case .fused(let f) = op { return f.kind == .loop }
+        return Passes.isElementwise(op)
     }
 
     /// List scheduling that prefers, among ready ops, the one that frees the most bytes net.

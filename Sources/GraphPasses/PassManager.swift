@@ -40,13 +40,14 @@ public struct PassManager: Sendable {
 
     public var names: [String] { passes.map(\.name) }
 
-    static func opCount(_ g: Graph) -> Int { g.values.filter { $0.op != nil }.count }
+    public static func opCount(_ g: Graph) -> Int { g.values.filter { $0.op != nil }.count }
 
     static func fusedCount(_ g: Graph) -> Int {
         g.values.filter { if case .fused? = $0.op { return true } else { return false } }.count
     }
 
-    static func bytes(_ g: Graph) -> Int { g.values.filter { $0.op != nil }.reduce(0) { $0 + Shape.count($1.shape) * 4 } }
+    /// Bytes of every op result (what the naive executor would keep).
+    public static func bytes(_ g: Graph) -> Int { g.values.filter { $0.op != nil }.reduce(0) { $0 + Shape.count($1.shape) * 4 } }
 
     /// Runs the pipeline; `dump` receives (pass name, graph after it) for each pass run.
     public func run(_ g: Graph, dump: ((String, Graph) -> Void)? = nil) throws -> (graph: Graph, report: [PassReport]) {

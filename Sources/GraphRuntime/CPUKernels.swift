@@ -1,5 +1,4 @@
 import CBLAS
-import Foundation
 import FastKernels
 import GraphIR
 import GraphKernels

@@ -59,6 +59,9 @@ enum FusedLoops {
             }
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1) * tile)
             defer { scratch.deallocate() }
+            // Staging for up to three broadcast operands of one op (select has three).
+            let staging = UnsafeMutablePointer<Float>.allocate(capacity: 3 * tile)
+            defer { staging.deallocate() }
             let resultIndex = body.outputs[0].value.index
             out.withUnsafeMutableBufferPointer { o in
                 var start = 0
@@ -68,7 +71,7 @@ enum FusedLoops {
                         guard case .op(let op, let operands) = v.definition, case .scratch(let slot) = sources[i]! else { continue }
                         let dst = scratch + slot * tile
                         let a = operands.map { sources[$0.index]! }
-                        apply(op, a, dst, start: start, count: len, scratch: scratch)
+                        apply(op, a, dst, start: start, count: len, scratch: scratch, staging: staging)
                     }
                     guard case .scratch(let r) = sources[resultIndex]! else { return }
                     (o.baseAddress! + start).update(from: scratch + r * tile, count: len)
@@ -103,9 +106,8 @@ enum FusedLoops {
         }
     }
 
-    static func apply(_ op: Op, _ a: [Source], _ dst: UnsafeMutablePointer<Float>, start: Int, count: Int, scratch: UnsafeMutablePointer<Float>) {
-        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 3 * tile)
-        defer { tmp.deallocate() }
+    static func apply(_ op: Op, _ a: [Source], _ dst: UnsafeMutablePointer<Float>, start: Int, count: Int,
+                      scratch: UnsafeMutablePointer<Float>, staging tmp: UnsafeMutablePointer<Float>) {
         let x = chunk(a[0], start: start, count: count, scratch: scratch, tmp: tmp)
         switch op {
         case .unary(let u):

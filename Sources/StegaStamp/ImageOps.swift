@@ -20,12 +20,7 @@ public enum ImageOps {
     /// stored as float32 like the original). Note the original's one-pixel asymmetry: the factor
     /// for i multiplies g[i] and g[(S - i) mod S], so g[0] gets f(0) twice and g[S-1] gets f(1).
     public static func edgeFalloff(size s: Int, speed: Int = 4) -> Tensor {
-        var g = [Double](repeating: 1, count: s)
-        for i in 0..<(s / speed) {
-            let f = (Foundation.cos(Double(speed) * Double.pi * Double(i) / Double(s) + Double.pi) + 1) / 2
-            g[i] *= f
-            g[(s - i) % s] *= f
-        }
+        let g = falloffProfile(s, speed: speed)
         var out = [Float](repeating: 0, count: s * s)
         for i in 0..<s { for j in 0..<s { out[i * s + j] = Float(1 - g[i] * g[j]) } }
         return Tensor(shape: [s, s], scalars: out)
@@ -33,18 +28,20 @@ public enum ImageOps {
 
     /// The edge falloff as a graph value: 1 - g g^T from the 1-D profile g (S floats, not S^2).
     public static func edgeFalloff(_ b: GraphBuilder, height: Int, width: Int, speed: Int = 4) -> ValueID {
-        func profile(_ s: Int) -> [Float] {
-            var g = [Double](repeating: 1, count: s)
-            for i in 0..<(s / speed) {
-                let f = (Foundation.cos(Double(speed) * Double.pi * Double(i) / Double(s) + Double.pi) + 1) / 2
-                g[i] *= f
-                g[(s - i) % s] *= f
-            }
-            return g.map { Float($0) }
-        }
-        let rows = b.constant(Tensor(shape: [height, 1], scalars: profile(height)), name: "falloff_rows")
-        let cols = b.constant(Tensor(shape: [1, width], scalars: profile(width)), name: "falloff_cols")
+        let rows = b.constant(Tensor(shape: [height, 1], scalars: falloffProfile(height, speed: speed).map { Float($0) }), name: "falloff_rows")
+        let cols = b.constant(Tensor(shape: [1, width], scalars: falloffProfile(width, speed: speed).map { Float($0) }), name: "falloff_cols")
         return b.sub(b.constant(1), b.mul(rows, cols), name: "falloff")
+    }
+
+    /// The 1-D profile g of the falloff (float64), one pixel asymmetric as the original.
+    static func falloffProfile(_ s: Int, speed: Int) -> [Double] {
+        var g = [Double](repeating: 1, count: s)
+        for i in 0..<(s / speed) {
+            let f = (Foundation.cos(Double(speed) * Double.pi * Double(i) / Double(s) + Double.pi) + 1) / 2
+            g[i] *= f
+            g[(s - i) % s] *= f
+        }
+        return g
     }
 
     /// Mean sigmoid cross-entropy over all elements (tf.compat.v1.losses.sigmoid_cross_entropy).

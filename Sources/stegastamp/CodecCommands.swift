@@ -26,6 +26,13 @@ func loadModel(_ path: String, backend: Backend) throws -> WatermarkModel {
     }
 }
 
+/// Reads images, turning I/O errors into command-line errors.
+func readImages(_ paths: [String]) throws -> [RGBImage] {
+    try paths.map { p in
+        do { return try ImageIO.read(path: p) } catch { throw CLIError("\(error)") }
+    }
+}
+
 /// Images are processed in batches of at most this many (one compiled executable per batch size).
 let codecBatch = 8
 
@@ -57,9 +64,7 @@ struct EncodeCommand: ParsableCommand {
         }
         for start in stride(from: 0, to: files.count, by: codecBatch) {
             let chunk = Array(files[start..<min(start + codecBatch, files.count)])
-            let images = try chunk.map { p -> RGBImage in
-                do { return try ImageIO.read(path: p) } catch { throw CLIError("\(error)") }
-            }
+            let images = try readImages(chunk)
             let encoded = try m.encode(images, bits: bits, strength: strength)
             for (p, e) in zip(chunk, encoded) {
                 let name = URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent
@@ -70,7 +75,7 @@ struct EncodeCommand: ParsableCommand {
                     let rpath = isDir ? URL(fileURLWithPath: residual).appendingPathComponent(name + ".png").path : residual
                     do { try ImageIO.write(vis, path: rpath) } catch { throw CLIError("\(error)") }
                 }
-                let psnr = PSNR.between(e.image, images[chunk.firstIndex(of: p)!])
+                let psnr = Quality.psnr(e.image, images[chunk.firstIndex(of: p)!])
                 print(String(format: "%@ -> %@ (%dx%d, PSNR %.1f dB)", p, target, e.image.width, e.image.height, psnr))
             }
         }
@@ -94,9 +99,7 @@ struct DecodeCommand: ParsableCommand {
         var failures = 0
         for start in stride(from: 0, to: files.count, by: codecBatch) {
             let chunk = Array(files[start..<min(start + codecBatch, files.count)])
-            let images = try chunk.map { p -> RGBImage in
-                do { return try ImageIO.read(path: p) } catch { throw CLIError("\(error)") }
-            }
+            let images = try readImages(chunk)
             for (p, bits) in zip(chunk, try m.decodeBits(images)) {
                 let prefix = isDir ? "\(p): " : ""
                 do {
@@ -113,13 +116,6 @@ struct DecodeCommand: ParsableCommand {
     }
 }
 
-/// Peak signal-to-noise ratio of two images in [0, 1].
-enum PSNR {
-    static func between(_ a: RGBImage, _ b: RGBImage) -> Double {
-        let mse = zip(a.pixels, b.pixels).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) } / Double(a.pixels.count)
-        return mse == 0 ? .infinity : 10 * log10(1 / mse)
-    }
-}
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -157,9 +153,7 @@ struct EvalCommand: ParsableCommand {
         let t0 = Date()
         for start in stride(from: 0, to: files.count, by: codecBatch) {
             let chunk = Array(files[start..<min(start + codecBatch, files.count)])
-            let originals = try chunk.map { p -> RGBImage in
-                do { return try ImageIO.read(path: p) } catch { throw CLIError("\(error)") }
-            }
+            let originals = try readImages(chunk)
             var encoded: [RGBImage] = []
             var secrets: [[UInt8]] = []
             for (k, img) in originals.enumerated() {

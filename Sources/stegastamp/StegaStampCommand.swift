@@ -27,11 +27,6 @@ extension Backend: ExpressibleByArgument {}
 
 func stderr(_ s: String) { FileHandle.standardError.write(s.data(using: .utf8)!) }
 
-enum PassManagerStats {
-    static func ops(_ g: Graph) -> Int { g.values.filter { $0.op != nil }.count }
-    static func mib(_ g: Graph) -> Double { Double(g.values.filter { $0.op != nil }.reduce(0) { $0 + Shape.count($1.shape) * 4 }) / 1_048_576 }
-}
-
 func readGraph(_ path: String) throws -> Graph {
     guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read file") }
     guard let text = String(data: data, encoding: .utf8) else { throw CLIError("\(path): not UTF-8 text") }
@@ -247,7 +242,7 @@ struct GraphCommand: ParsableCommand {
                 }.joined(separator: " ") + "\n"
             }
             var table = row(["pass", "ops before", "ops after", "fused", "MiB results"])
-            table += row(["(input)", "", String(PassManagerStats.ops(g)), "", String(format: "%.2f", PassManagerStats.mib(g))])
+            table += row(["(input)", "", String(PassManager.opCount(g)), "", String(format: "%.2f", Double(PassManager.bytes(g)) / 1_048_576)])
             for r in report {
                 table += row([r.pass, String(r.opsBefore), String(r.opsAfter), String(r.fusedKernels),
                               String(format: "%.2f", Double(r.intermediateBytes) / 1_048_576)])
@@ -452,7 +447,7 @@ struct Demo: ParsableCommand {
         try ImageIO.write(encoded, path: encodedPath)
         try ImageIO.write(encoded, path: damagedPath, jpegQuality: jpegQuality)
         print(String(format: "hid \"%@\" in %@ (%dx%d): %@, PSNR %.1f dB; saved as JPEG quality %d: %@",
-                     message, photo, original.width, original.height, encodedPath, PSNR.between(encoded, original), jpegQuality, damagedPath))
+                     message, photo, original.width, original.height, encodedPath, Quality.psnr(encoded, original), jpegQuality, damagedPath))
         let damaged = try ImageIO.read(path: damagedPath)
         let read = try m.decodeBits([damaged])[0]
         let wrong = zip(read, bits).filter { $0 != $1 }.count

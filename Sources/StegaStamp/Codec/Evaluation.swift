@@ -1,5 +1,6 @@
 import Foundation
 import GraphIR
+import GraphKernels
 import GraphRuntime
 
 /// The robustness suite of `stegastamp eval`: real distortions of the encoded photo (real JPEG
@@ -47,13 +48,8 @@ public enum Distortion: CaseIterable, Sendable {
             var moved: [(Double, Double)] = []
             for (i, p) in src.enumerated() { moved.append((p.0 + offset(2 * i) * w, p.1 + offset(2 * i + 1) * h)) }
             let hm = PerspectiveMatrices.homography(from: moved, to: src)
-            let b = GraphBuilder(name: "warp")
-            let x = b.input("x", [1, img.height, img.width, 3])
-            let t = b.constant(Tensor(shape: [1, 8], scalars: hm.prefix(8).map { Float($0) }))
-            b.output("y", b.apply(.projectiveWarp(inverse: false, gradient: .exact), [x, t]))
-            let g = try b.finish()
-            let y = try Compiler.compile(g, for: Signature.of(g)).run(["x": img.tensor])["y"]!
-            return RGBImage(y)
+            let t = Tensor(shape: [1, 8], scalars: hm.prefix(8).map { Float($0) })
+            return RGBImage(ReferenceKernels.run(.projectiveWarp(inverse: false, gradient: .exact), [img.tensor, t], shape: img.tensor.shape))
         }
     }
 

@@ -12,7 +12,10 @@ public final class WatermarkModel {
     var encoders: [Int: Executable] = [:]
     var decoders: [Int: Executable] = [:]
     public var backend: Backend = .cpu
-    public var log: (String) -> Void = { _ in }
+    /// Executables are kept per batch size (a convenience cache): every miss compiles, is counted
+    /// here and is reported through `log` (standard error by default) with its reason.
+    public private(set) var compilations = 0
+    public var log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
 
     /// Metadata a checkpoint carries so it can be rebuilt.
     public static func metadata(_ c: SmallModelConfig) -> [String: String] {
@@ -58,7 +61,8 @@ public final class WatermarkModel {
         let secret = b.input("secret", [batch, c.bits]), image = b.input("image", [batch, c.height, c.width, 3])
         b.output("residual", SmallModel.encoder(b, c, secret: secret, image: image))
         let g = try b.finish()
-        log("compiling the encoder for batch \(batch) (\(c.height)x\(c.width))")
+        compilations += 1
+        log("compiling the encoder: no executable yet for batch \(batch) (\(c.height)x\(c.width)); compilation \(compilations)")
         let e = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend))
         encoders[batch] = e
         return e
@@ -72,7 +76,8 @@ public final class WatermarkModel {
         let image = b.input("image", [batch, c.height, c.width, 3])
         b.output("logits", SmallModel.decoder(b, c, image: image))
         let g = try b.finish()
-        log("compiling the decoder for batch \(batch) (\(c.height)x\(c.width))")
+        compilations += 1
+        log("compiling the decoder: no executable yet for batch \(batch) (\(c.height)x\(c.width)); compilation \(compilations)")
         let d = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend))
         decoders[batch] = d
         return d

@@ -27,7 +27,6 @@ public struct StegaStampConfig: Sendable, Equatable {
         guard height >= 16, width >= 16, height % 16 == 0, width % 16 == 0 else {
             throw ModelError("image size \(height)x\(width): height and width must be multiples of 16 (at least 16)")
         }
-        guard height == width || borders == .noEdge || true else { return }
         guard bits >= 1, bits <= 4096 else { throw ModelError("bits must be in 1...4096, got \(bits)") }
         guard batch >= 1, batch <= 1024 else { throw ModelError("batch must be in 1...1024, got \(batch)") }
         guard height <= 4096, width <= 4096 else { throw ModelError("image size \(height)x\(width) is larger than 4096") }

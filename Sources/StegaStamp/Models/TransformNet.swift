@@ -151,7 +151,7 @@ public enum PerspectiveMatrices {
             let src = [(0.0, 0.0), (s, 0.0), (s, s), (0.0, s)]
             let dst = src.map { ($0.0 + u(), $0.1 + u()) }
             let m = homography(from: dst, to: src)
-            let inv = invert3(m)
+            let inv = Matrix3.inverse(m)
             out += inv.prefix(8).map { Float($0) }
             out += m.prefix(8).map { Float($0) }
         }
@@ -177,13 +177,5 @@ public enum PerspectiveMatrices {
             }
         }
         return (0..<8).map { a[$0][8] / a[$0][$0] } + [1]
-    }
-
-    static func invert3(_ m: [Double]) -> [Double] {
-        let (a, b, c, d, e, f, g, h, i) = (m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8])
-        let det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
-        return [e * i - f * h, c * h - b * i, b * f - c * e,
-                f * g - d * i, a * i - c * g, c * d - a * f,
-                d * h - e * g, b * g - a * h, a * e - b * d].map { $0 / det }
     }
 }
