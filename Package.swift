@@ -32,7 +32,9 @@ let package = Package(
         // Hand-vectorised kernels: always optimised (even in debug builds, which tests use) and
         // built for AVX2/FMA, which every machine of this project has.
         .target(name: "FastKernels", swiftSettings: [.unsafeFlags(["-O", "-Xcc", "-mavx2", "-Xcc", "-mfma"]), .swiftLanguageMode(.v5)]),
-        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernels", "CBLAS"]),
+        // Elementwise kernels compiled at run time with LLVM 14's ORC JIT.
+        .target(name: "GraphJIT", dependencies: ["GraphIR", "CLLVM"], swiftSettings: llvmInclude),
+        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernels", "GraphJIT", "CBLAS"]),
         .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphRuntime", "CPNG", "CTurboJPEG"]),
         .executableTarget(
             name: "stegastamp",

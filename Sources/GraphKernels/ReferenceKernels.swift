@@ -169,7 +169,7 @@ public enum ReferenceKernels {
 
     /// Visits every output multi-index in order, passing the flat output index and a source offset
     /// computed from per-axis source strides and origins.
-    static func gather(_ shape: [Int], strides: [Int], origin: Int, _ body: (Int, Int) -> Void) {
+    public static func gather(_ shape: [Int], strides: [Int], origin: Int, _ body: (Int, Int) -> Void) {
         let n = Shape.count(shape)
         if n == 0 { return }
         let rank = shape.count

@@ -93,7 +93,9 @@ public struct MemoryPlan: Sendable {
         for o in g.outputs where position[o.value.index] >= 0 { end[o.value.index] = last }
         for u in g.updates where position[u.value.index] >= 0 { end[u.value.index] = last }
 
-        // In-place: an elementwise op may take over an operand of its size that dies at it.
+        // In-place: an elementwise op may take over an operand of its shape that dies at it (same
+        // element count, not just the same rounded size: a broadcast operand read after the first
+        // store would see the result).
         var owner = [Int](repeating: -1, count: g.values.count)  // value -> allocation root
         var reuses = [Int: ValueID]()
         var taken = Set<Int>()
@@ -102,7 +104,7 @@ public struct MemoryPlan: Sendable {
             owner[i] = i
             guard let op = g[id].op, isElementwise(op) else { continue }
             for o in g[id].operands.map(\.index) where position[o] >= 0 && end[o] == position[i] && !taken.contains(o)
-                && bytes(g, ValueID(o)) == bytes(g, id) && owner[o] >= 0 {
+                && Shape.count(g.values[o].shape) == Shape.count(g[id].shape) && owner[o] >= 0 {
                 owner[i] = owner[o]
                 reuses[i] = ValueID(o)
                 taken.insert(o)

@@ -3,120 +3,261 @@ import FastKernels
 import GraphIR
 import GraphKernels
 
-/// Fast kernels for the `cpu` backend. Each returns nil for cases it does not cover, and the
-/// reference kernel runs instead. Tested op by op against `ReferenceKernels`.
+/// Fast kernels for the `cpu` backend. They write into the output buffer the memory plan gave
+/// them (which may be an operand's own buffer for elementwise ops) and return false for cases
+/// they do not cover, where the reference kernel runs instead. Tested op by op against
+/// `ReferenceKernels`.
 enum CPUKernels {
 
-    static func run(_ op: Op, _ a: [Tensor], shape: [Int], convolution: ConvolutionAlgorithm) -> Tensor? {
+    static func run(_ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, convolution: ConvolutionAlgorithm) -> Bool {
+        let n = Shape.count(s.shape)
+        if n == 0 { return true }
         let direct = convolution == .direct
-        switch op {
-        case .matmul(let ta, let tb): return matmul(a[0], a[1], ta, tb, shape)
-        case .conv2d(let c): return conv2d(a[0], a[1], c, shape, direct: direct)
-        case .conv2dBackpropInput(let c, _): return conv2dBackpropInput(a[0], a[1], c, shape)
-        case .conv2dBackpropFilter(let c, _): return conv2dBackpropFilter(a[0], a[1], c, shape, direct: direct)
-        case .unary(let u):
+        let shapes = s.operandShapes
+        switch s.op {
+        case .matmul(let ta, let tb): matmul(x[0], x[1], shapes[0], ta, tb, s.shape, out)
+        case .conv2d(let c): conv2d(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct)
+        case .conv2dBackpropInput(let c, _): conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct)
+        case .conv2dBackpropFilter(let c, _): conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct)
+        case .unary(let u): unary(u, x[0], out, n)
+        case .binary(let b): return binary(b, x[0], shapes[0], x[1], shapes[1], s.shape, out)
+        case .select:
+            guard shapes.allSatisfy({ $0 == s.shape }) else { return false }
+            for i in 0..<n { out[i] = x[0][i] != 0 ? x[1][i] : x[2][i] }
+        case .reduce(let r, let axes, _): return reduce(r, x[0], shapes[0], axes: axes, out)
+        case .reshape: if UnsafePointer(out) != x[0] { out.update(from: x[0], count: n) }
+        case .transpose(let perm):
+            let xs = Shape.strides(shapes[0])
+            stridedCopy(x[0], strides: perm.map { xs[$0] }, origin: 0, s.shape, out)
+        case .broadcast:
+            let xs = Shape.strides(shapes[0]), lead = s.shape.count - shapes[0].count
+            let strides = s.shape.indices.map { a in a < lead || shapes[0][a - lead] == 1 ? 0 : xs[a - lead] }
+            stridedCopy(x[0], strides: strides, origin: 0, s.shape, out)
+        case .slice(let begin, _):
+            let xs = Shape.strides(shapes[0])
+            stridedCopy(x[0], strides: xs, origin: zip(begin, xs).map(*).reduce(0, +), s.shape, out)
+        case .concat(let axis):
+            let outer = Shape.count(Array(s.shape[..<axis])), inner = Shape.count(Array(s.shape[(axis + 1)...]))
+            var dst = out
+            for o in 0..<outer {
+                for k in 0..<s.count {
+                    let block = shapes[k][axis] * inner
+                    dst.update(from: x[k] + o * block, count: block)
+                    dst += block
+                }
+            }
+        case .pad(let before, _, .constant, let value):
+            out.update(repeating: value, count: n)
+            let os = Shape.strides(s.shape)
+            scatterCopy(x[0], shapes[0], into: out + zip(before, os).map(*).reduce(0, +), strides: os)
+        case .upsampleNearest(let f): upsample(x[0], shapes[0], f, s.shape, out)
+        default: return false
+        }
+        return true
+    }
+
+    /// The same kernels on tensors (fused bodies that fall back to evaluation op by op).
+    static func run(_ op: Op, _ a: [Tensor], shape: [Int], convolution: ConvolutionAlgorithm) -> Tensor? {
+        var out = [Float](repeating: 0, count: Shape.count(shape))
+        let step = Step(value: 0, op: op, operands: Array(a.indices), operandShapes: a.map(\.shape), shape: shape, argStart: 0, count: a.count)
+        let done = ArenaProgram.withPinned(a) { pointers in
+            pointers.withUnsafeBufferPointer { args in
+                out.withUnsafeMutableBufferPointer { run(step, args.baseAddress!, $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, convolution: convolution) }
+            }
+        }
+        return done ? Tensor(shape: shape, scalars: out) : nil
+    }
+
+    static func unary(_ u: UnaryOp, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch u {
+        case .neg: for i in 0..<n { out[i] = -x[i] }
+        case .relu: for i in 0..<n { out[i] = x[i] > 0 ? x[i] : 0 }
+        case .abs: for i in 0..<n { out[i] = Swift.abs(x[i]) }
+        case .sqrt: for i in 0..<n { out[i] = x[i].squareRoot() }
+        case .stopGradient: if UnsafePointer(out) != x { out.update(from: x, count: n) }
+        default:
             let f = ReferenceKernels.unaryFunction(u)
-            var out = a[0].scalars
-            for i in out.indices { out[i] = f(out[i]) }
-            return Tensor(shape: shape, scalars: out)
-        case .binary(let b): return binary(b, a[0], a[1], shape)
-        default: return nil
+            for i in 0..<n { out[i] = f(x[i]) }
         }
     }
 
     /// A fused `output` kernel that is exactly conv2d -> add(bias [co]) [-> relu]: one pass through
-    /// DirectConv with the epilogue applied as tiles are stored. Nil for any other body.
-    static func fusedConvolution(_ f: FusedKernel, _ args: [Tensor], shape: [Int]) -> Tensor? {
-        guard f.kind == .output else { return nil }
+    /// DirectConv with the epilogue applied as tiles are stored. False for any other body.
+    static func fusedConvolution(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>) -> Bool {
+        guard f.kind == .output else { return false }
         let body = f.body
         let ops = body.values.enumerated().filter { $0.element.op != nil }
-        guard ops.count == 2 || ops.count == 3 else { return nil }
+        guard ops.count == 2 || ops.count == 3 else { return false }
         func argIndex(_ id: ValueID) -> Int? { body.inputs.firstIndex(of: id) }
+        let shapes = s.operandShapes
         guard case .op(.conv2d(let c), let convArgs) = ops[0].element.definition,
               let xi = argIndex(convArgs[0]), let ki = argIndex(convArgs[1]),
               case .op(.binary(.add), let addArgs) = ops[1].element.definition, addArgs[0].index == ops[0].offset,
-              let bi = argIndex(addArgs[1]), args[bi].shape == [args[ki].shape[3]] else { return nil }
+              let bi = argIndex(addArgs[1]), shapes[bi] == [shapes[ki][3]] else { return false }
         var relu = false
         if ops.count == 3 {
-            guard case .op(.unary(.relu), let r) = ops[2].element.definition, r[0].index == ops[1].offset else { return nil }
+            guard case .op(.unary(.relu), let r) = ops[2].element.definition, r[0].index == ops[1].offset else { return false }
             relu = true
         }
-        guard body.outputs[0].value.index == ops.last!.offset else { return nil }
-        let (x, k, bias) = (args[xi], args[ki], args[bi])
-        let g = ConvGeometry(x: x.shape, kernel: k.shape, out: shape, c)
-        if g.isPointwise || g.k == 0 || Shape.count(shape) == 0 { return nil }
-        var out = [Float](repeating: 0, count: Shape.count(shape))
-        let geometry = DirectConv.Geometry(input: x.shape, kernel: k.shape, output: shape, strides: c.strides, padding: c.padding)
-        x.scalars.withUnsafeBufferPointer { xp in
-            k.scalars.withUnsafeBufferPointer { kp in
-                bias.scalars.withUnsafeBufferPointer { bp in
-                    out.withUnsafeMutableBufferPointer {
-                        DirectConv.forward(xp.baseAddress!, kp.baseAddress!, $0.baseAddress!, geometry, bias: bp.baseAddress!, relu: relu)
-                    }
-                }
-            }
-        }
-        return Tensor(shape: shape, scalars: out)
+        guard body.outputs[0].value.index == ops.last!.offset else { return false }
+        let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
+        if g.isPointwise || g.k == 0 || Shape.count(s.shape) == 0 { return false }
+        let geometry = DirectConv.Geometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
+        DirectConv.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu)
+        return true
     }
 
-    /// Same-shape and scalar-broadcast cases without index arrays.
-    static func binary(_ b: BinaryOp, _ x: Tensor, _ y: Tensor, _ shape: [Int]) -> Tensor? {
-        let f = ReferenceKernels.binaryFunction(b)
+    /// Same-shape, scalar and trailing-broadcast (bias) cases without index arrays.
+    static func binary(_ b: BinaryOp, _ x: UnsafePointer<Float>, _ xShape: [Int], _ y: UnsafePointer<Float>, _ yShape: [Int],
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>) -> Bool {
         let n = Shape.count(shape)
-        var out = [Float](repeating: 0, count: n)
-        if x.shape == shape && y.shape == shape {
-            x.scalars.withUnsafeBufferPointer { xp in
-                y.scalars.withUnsafeBufferPointer { yp in
-                    for i in 0..<n { out[i] = f(xp[i], yp[i]) }
+        let xn = Shape.count(xShape), yn = Shape.count(yShape)
+        func periodic(_ small: [Int]) -> Bool {
+            let trimmed = Array(small.drop(while: { $0 == 1 }))
+            return Array(shape.suffix(trimmed.count)) == trimmed
+        }
+        if xn == n && yn == n && xShape == shape && yShape == shape {
+            switch b {
+            case .add: for i in 0..<n { out[i] = x[i] + y[i] }
+            case .sub: for i in 0..<n { out[i] = x[i] - y[i] }
+            case .mul: for i in 0..<n { out[i] = x[i] * y[i] }
+            case .div: for i in 0..<n { out[i] = x[i] / y[i] }
+            default:
+                let f = ReferenceKernels.binaryFunction(b)
+                for i in 0..<n { out[i] = f(x[i], y[i]) }
+            }
+        } else if xShape == shape && (yn == 1 || periodic(yShape)) && yn > 0 {
+            let f = ReferenceKernels.binaryFunction(b)
+            if yn == 1 {
+                let v = y[0]
+                switch b {
+                case .add: for i in 0..<n { out[i] = x[i] + v }
+                case .mul: for i in 0..<n { out[i] = x[i] * v }
+                default: for i in 0..<n { out[i] = f(x[i], v) }
+                }
+            } else {
+                var i = 0
+                while i < n {
+                    switch b {
+                    case .add: for j in 0..<yn { out[i + j] = x[i + j] + y[j] }
+                    case .mul: for j in 0..<yn { out[i + j] = x[i + j] * y[j] }
+                    default: for j in 0..<yn { out[i + j] = f(x[i + j], y[j]) }
+                    }
+                    i += yn
                 }
             }
-        } else if x.shape == shape && y.count == 1 {
-            let s = y.scalars[0]
-            x.scalars.withUnsafeBufferPointer { xp in for i in 0..<n { out[i] = f(xp[i], s) } }
-        } else if y.shape == shape && x.count == 1 {
-            let s = x.scalars[0]
-            y.scalars.withUnsafeBufferPointer { yp in for i in 0..<n { out[i] = f(s, yp[i]) } }
-        } else if x.shape == shape, case let yTrim = Array(y.shape.drop(while: { $0 == 1 })),
-                  Array(shape.suffix(yTrim.count)) == yTrim {
-            // y broadcasts along leading axes only (a bias): repeat it.
-            let m = y.count
-            if m == 0 || n % m != 0 { return nil }
-            x.scalars.withUnsafeBufferPointer { xp in
-                y.scalars.withUnsafeBufferPointer { yp in
-                    var i = 0
-                    while i < n {
-                        for j in 0..<m { out[i + j] = f(xp[i + j], yp[j]) }
-                        i += m
-                    }
-                }
+        } else if yShape == shape && (xn == 1 || periodic(xShape)) && xn > 0 {
+            let f = ReferenceKernels.binaryFunction(b)
+            var i = 0
+            while i < n {
+                for j in 0..<xn { out[i + j] = f(x[j], y[i + j]) }
+                i += xn
             }
         } else {
-            return nil
+            return false
         }
-        return Tensor(shape: shape, scalars: out)
+        return true
     }
 
-    static func matmul(_ a: Tensor, _ b: Tensor, _ ta: Bool, _ tb: Bool, _ shape: [Int]) -> Tensor {
-        let r = shape.count
-        let m = shape[r - 2], n = shape[r - 1]
-        let k = ta ? a.shape[r - 2] : a.shape[r - 1]
-        let batch = Shape.count(Array(shape[..<(r - 2)]))
-        var out = [Float](repeating: 0, count: batch * m * n)
-        if m == 0 || n == 0 { return Tensor(shape: shape, scalars: out) }
-        a.scalars.withUnsafeBufferPointer { ap in
-            b.scalars.withUnsafeBufferPointer { bp in
-                out.withUnsafeMutableBufferPointer { cp in
-                    for p in 0..<batch {
-                        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                                    Int32(m), Int32(n), Int32(k), 1,
-                                    ap.baseAddress! + p * m * k, Int32(ta ? m : k),
-                                    bp.baseAddress! + p * k * n, Int32(tb ? k : n),
-                                    0, cp.baseAddress! + p * m * n, Int32(n))
+    /// Reductions over one contiguous block of axes: the input is [outer, r, inner], the result
+    /// [outer, inner]; double accumulation like the reference kernel.
+    static func reduce(_ r: ReduceOp, _ x: UnsafePointer<Float>, _ shape: [Int], axes: [Int], _ out: UnsafeMutablePointer<Float>) -> Bool {
+        let sorted = axes.sorted()
+        guard let first = sorted.first, sorted.last! - first + 1 == sorted.count else { return false }
+        let outer = Shape.count(Array(shape[..<first]))
+        let count = Shape.count(Array(shape[first...sorted.last!]))
+        let inner = Shape.count(Array(shape[(sorted.last! + 1)...]))
+        if count == 0 { return false }
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: max(inner, 1)) { acc -> Bool in
+            for o in 0..<outer {
+                let base = x + o * count * inner
+                if r == .max {
+                    for j in 0..<inner { out[o * inner + j] = base[j] }
+                    for k in 1..<max(count, 1) {
+                        let row = base + k * inner
+                        for j in 0..<inner {
+                            let v = row[j], m = out[o * inner + j]
+                            if v.isNaN || m.isNaN { out[o * inner + j] = .nan } else if v > m { out[o * inner + j] = v }
+                        }
                     }
+                    continue
                 }
+                if inner == 1 {
+                    // Blocks of 8 float partial sums, added in double.
+                    var total = 0.0, k = 0
+                    while k + 8 <= count {
+                        var p = SIMD8<Float>()
+                        let end = min(count, k + 4096) & ~7
+                        while k < end { p += UnsafeRawPointer(base + k).loadUnaligned(as: SIMD8<Float>.self); k += 8 }
+                        total += Double(p.sum())
+                    }
+                    while k < count { total += Double(base[k]); k += 1 }
+                    out[o] = Float(r == .mean ? total / Double(count) : total)
+                    continue
+                }
+                acc.initialize(repeating: 0)
+                for k in 0..<count {
+                    let row = base + k * inner
+                    for j in 0..<inner { acc[j] += Double(row[j]) }
+                }
+                for j in 0..<inner { out[o * inner + j] = Float(r == .mean ? acc[j] / Double(count) : acc[j]) }
+            }
+            return true
+        }
+    }
+
+    /// out[i] = x[origin + sum(index_a * strides_a)] for every index of `shape`, the last axis as
+    /// one run.
+    static func stridedCopy(_ x: UnsafePointer<Float>, strides: [Int], origin: Int, _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
+        let n = Shape.count(shape)
+        if n == 0 { return }
+        guard let last = shape.last else { out[0] = x[origin]; return }
+        let stride = strides[strides.count - 1]
+        let outerShape = Array(shape.dropLast())
+        var dst = out
+        ReferenceKernels.gather(outerShape, strides: Array(strides.dropLast()), origin: origin) { _, o in
+            let src = x + o
+            if stride == 1 { dst.update(from: src, count: last) }
+            else if stride == 0 { dst.update(repeating: src[0], count: last) }
+            else { for j in 0..<last { dst[j] = src[j * stride] } }
+            dst += last
+        }
+    }
+
+    /// Writes x (shape `shape`) into `out` at every index, with the destination's strides.
+    static func scatterCopy(_ x: UnsafePointer<Float>, _ shape: [Int], into out: UnsafeMutablePointer<Float>, strides: [Int]) {
+        if Shape.count(shape) == 0 { return }
+        guard let last = shape.last else { out[0] = x[0]; return }
+        var src = x
+        ReferenceKernels.gather(Array(shape.dropLast()), strides: Array(strides.dropLast()), origin: 0) { _, o in
+            (out + o).update(from: src, count: last)
+            src += last
+        }
+    }
+
+    static func upsample(_ x: UnsafePointer<Float>, _ xShape: [Int], _ f: [Int], _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
+        let (n, h, w, c) = (xShape[0], xShape[1], xShape[2], xShape[3])
+        let (oh, ow) = (shape[1], shape[2])
+        for b in 0..<n {
+            for i in 0..<oh {
+                let row = out + (b * oh + i) * ow * c
+                for j in 0..<ow { (row + j * c).update(from: x + ((b * h + i / f[0]) * w + j / f[1]) * c, count: c) }
             }
         }
-        return Tensor(shape: shape, scalars: out)
+    }
+
+    static func matmul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ aShape: [Int], _ ta: Bool, _ tb: Bool,
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
+        let r = shape.count
+        let m = shape[r - 2], n = shape[r - 1]
+        let k = ta ? aShape[r - 2] : aShape[r - 1]
+        let batch = Shape.count(Array(shape[..<(r - 2)]))
+        if k == 0 { out.update(repeating: 0, count: batch * m * n); return }
+        for p in 0..<batch {
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(n), Int32(k), 1, a + p * m * k, Int32(ta ? m : k), b + p * k * n, Int32(tb ? k : n),
+                        0, out + p * m * n, Int32(n))
+        }
     }
 
     struct ConvGeometry {
@@ -195,93 +336,87 @@ enum CPUKernels {
         }
     }
 
-    static func conv2d(_ x: Tensor, _ kernel: Tensor, _ c: ConvAttributes, _ shape: [Int], direct: Bool) -> Tensor {
-        let g = ConvGeometry(x: x.shape, kernel: kernel.shape, out: shape, c)
-        var out = [Float](repeating: 0, count: Shape.count(shape))
-        if out.isEmpty || g.k == 0 { return Tensor(shape: shape, scalars: out) }
+    static func conv2d(_ x: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ xShape: [Int], _ kShape: [Int], _ c: ConvAttributes,
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: Bool) {
+        let g = ConvGeometry(x: xShape, kernel: kShape, out: shape, c)
+        if g.k == 0 { out.update(repeating: 0, count: Shape.count(shape)); return }
         if direct && !g.isPointwise {
-            let geometry = DirectConv.Geometry(input: x.shape, kernel: kernel.shape, output: shape, strides: c.strides, padding: c.padding)
-            x.scalars.withUnsafeBufferPointer { xp in
-                kernel.scalars.withUnsafeBufferPointer { kp in
-                    out.withUnsafeMutableBufferPointer { DirectConv.forward(xp.baseAddress!, kp.baseAddress!, $0.baseAddress!, geometry) }
-                }
-            }
-            return Tensor(shape: shape, scalars: out)
+            let geometry = DirectConv.Geometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
+            DirectConv.forward(x, kernel, out, geometry)
+            return
         }
-        x.scalars.withUnsafeBufferPointer { xp in
-            kernel.scalars.withUnsafeBufferPointer { kp in
-                out.withUnsafeMutableBufferPointer { op in
-                    if g.isPointwise {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(g.n * g.h * g.w), Int32(g.co), Int32(g.ci),
-                                    1, xp.baseAddress!, Int32(g.ci), kp.baseAddress!, Int32(g.co), 0, op.baseAddress!, Int32(g.co))
-                        return
-                    }
-                    g.forEachTile { b, y0, y1, col in
-                        g.im2col(xp.baseAddress!, b: b, y0: y0, y1: y1, into: col)
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32((y1 - y0) * g.ow), Int32(g.co), Int32(g.k),
-                                    1, col, Int32(g.k), kp.baseAddress!, Int32(g.co),
-                                    0, op.baseAddress! + (b * g.oh + y0) * g.ow * g.co, Int32(g.co))
-                    }
-                }
-            }
+        if g.isPointwise {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(g.n * g.h * g.w), Int32(g.co), Int32(g.ci),
+                        1, x, Int32(g.ci), kernel, Int32(g.co), 0, out, Int32(g.co))
+            return
         }
-        return Tensor(shape: shape, scalars: out)
+        g.forEachTile { b, y0, y1, col in
+            g.im2col(x, b: b, y0: y0, y1: y1, into: col)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32((y1 - y0) * g.ow), Int32(g.co), Int32(g.k),
+                        1, col, Int32(g.k), kernel, Int32(g.co), 0, out + (b * g.oh + y0) * g.ow * g.co, Int32(g.co))
+        }
     }
 
-    static func conv2dBackpropInput(_ dy: Tensor, _ kernel: Tensor, _ c: ConvAttributes, _ shape: [Int]) -> Tensor {
-        let g = ConvGeometry(x: shape, kernel: kernel.shape, out: dy.shape, c)
-        var dx = [Float](repeating: 0, count: Shape.count(shape))
-        if dx.isEmpty || dy.count == 0 { return Tensor(shape: shape, scalars: dx) }
-        dy.scalars.withUnsafeBufferPointer { gp in
-            kernel.scalars.withUnsafeBufferPointer { kp in
-                dx.withUnsafeMutableBufferPointer { xp in
-                    if g.isPointwise {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(g.n * g.h * g.w), Int32(g.ci), Int32(g.co),
-                                    1, gp.baseAddress!, Int32(g.co), kp.baseAddress!, Int32(g.co), 0, xp.baseAddress!, Int32(g.ci))
-                        return
-                    }
-                    g.forEachTile { b, y0, y1, col in
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32((y1 - y0) * g.ow), Int32(g.k), Int32(g.co),
-                                    1, gp.baseAddress! + (b * g.oh + y0) * g.ow * g.co, Int32(g.co),
-                                    kp.baseAddress!, Int32(g.co), 0, col, Int32(g.k))
-                        g.col2im(col, b: b, y0: y0, y1: y1, into: xp.baseAddress!)
-                    }
+    /// dx = conv2d_backprop_input(dy, k). Stride 1 runs as a direct forward convolution of dy with the
+    /// kernel flipped in space and transposed in channels (padding mirrored); other strides use
+    /// sgemm + col2im.
+    static func conv2dBackpropInput(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ dyShape: [Int], _ kShape: [Int],
+                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, direct: Bool) {
+        let g = ConvGeometry(x: shape, kernel: kShape, out: dyShape, c)
+        let total = Shape.count(shape)
+        if Shape.count(dyShape) == 0 || g.k == 0 { dx.update(repeating: 0, count: total); return }
+        if direct && !g.isPointwise && g.sh == 1 && g.sw == 1 {
+            let (kh, kw, ci, co) = (g.kh, g.kw, g.ci, g.co)
+            let flipped = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * ci * co)
+            defer { flipped.deallocate() }
+            for i in 0..<kh {
+                for j in 0..<kw {
+                    let src = kernel + ((kh - 1 - i) * kw + (kw - 1 - j)) * ci * co
+                    let dst = flipped + (i * kw + j) * co * ci
+                    for q in 0..<ci { for o in 0..<co { dst[o * ci + q] = src[q * co + o] } }
                 }
             }
+            let top = kh - 1 - g.pt, left = kw - 1 - g.pl
+            let bottom = g.h - g.oh + kh - 1 - top, right = g.w - g.ow + kw - 1 - left
+            if top >= 0 && left >= 0 && bottom >= 0 && right >= 0 {
+                let geometry = DirectConv.Geometry(input: dyShape, kernel: [kh, kw, co, ci], output: shape, strides: [1, 1],
+                                                   padding: [top, bottom, left, right])
+                DirectConv.forward(dy, flipped, dx, geometry)
+                return
+            }
         }
-        return Tensor(shape: shape, scalars: dx)
+        dx.update(repeating: 0, count: total)
+        if g.isPointwise {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(g.n * g.h * g.w), Int32(g.ci), Int32(g.co),
+                        1, dy, Int32(g.co), kernel, Int32(g.co), 0, dx, Int32(g.ci))
+            return
+        }
+        g.forEachTile { b, y0, y1, col in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32((y1 - y0) * g.ow), Int32(g.k), Int32(g.co),
+                        1, dy + (b * g.oh + y0) * g.ow * g.co, Int32(g.co), kernel, Int32(g.co), 0, col, Int32(g.k))
+            g.col2im(col, b: b, y0: y0, y1: y1, into: dx)
+        }
     }
 
-    static func conv2dBackpropFilter(_ x: Tensor, _ dy: Tensor, _ c: ConvAttributes, _ shape: [Int], direct: Bool) -> Tensor {
-        let g = ConvGeometry(x: x.shape, kernel: shape, out: dy.shape, c)
-        var dk = [Float](repeating: 0, count: Shape.count(shape))
-        if dk.isEmpty || dy.count == 0 { return Tensor(shape: shape, scalars: dk) }
+    static func conv2dBackpropFilter(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ xShape: [Int], _ dyShape: [Int],
+                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, direct: Bool) {
+        let g = ConvGeometry(x: xShape, kernel: shape, out: dyShape, c)
+        dk.update(repeating: 0, count: Shape.count(shape))
+        if Shape.count(dyShape) == 0 || g.k == 0 { return }
         if direct && !g.isPointwise {
-            let geometry = DirectConv.Geometry(input: x.shape, kernel: shape, output: dy.shape, strides: c.strides, padding: c.padding)
-            x.scalars.withUnsafeBufferPointer { xp in
-                dy.scalars.withUnsafeBufferPointer { gp in
-                    dk.withUnsafeMutableBufferPointer { DirectConv.filterGradient(xp.baseAddress!, gp.baseAddress!, $0.baseAddress!, geometry) }
-                }
-            }
-            return Tensor(shape: shape, scalars: dk)
+            let geometry = DirectConv.Geometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding)
+            DirectConv.filterGradient(x, dy, dk, geometry)
+            return
         }
-        x.scalars.withUnsafeBufferPointer { xp in
-            dy.scalars.withUnsafeBufferPointer { gp in
-                dk.withUnsafeMutableBufferPointer { kp in
-                    if g.isPointwise {
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(g.ci), Int32(g.co), Int32(g.n * g.h * g.w),
-                                    1, xp.baseAddress!, Int32(g.ci), gp.baseAddress!, Int32(g.co), 0, kp.baseAddress!, Int32(g.co))
-                        return
-                    }
-                    g.forEachTile { b, y0, y1, col in
-                        g.im2col(xp.baseAddress!, b: b, y0: y0, y1: y1, into: col)
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(g.k), Int32(g.co), Int32((y1 - y0) * g.ow),
-                                    1, col, Int32(g.k), gp.baseAddress! + (b * g.oh + y0) * g.ow * g.co, Int32(g.co),
-                                    1, kp.baseAddress!, Int32(g.co))
-                    }
-                }
-            }
+        if g.isPointwise {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(g.ci), Int32(g.co), Int32(g.n * g.h * g.w),
+                        1, x, Int32(g.ci), dy, Int32(g.co), 0, dk, Int32(g.co))
+            return
         }
-        return Tensor(shape: shape, scalars: dk)
+        g.forEachTile { b, y0, y1, col in
+            g.im2col(x, b: b, y0: y0, y1: y1, into: col)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(g.k), Int32(g.co), Int32((y1 - y0) * g.ow),
+                        1, col, Int32(g.k), dy + (b * g.oh + y0) * g.ow * g.co, Int32(g.co), 1, dk, Int32(g.co))
+        }
     }
 }

@@ -32,9 +32,13 @@ public struct CompileOptions: Equatable, Sendable {
     public var optimize: Bool
     /// Passes of the pipeline to skip, by name.
     public var disabledPasses: Set<String>
+    /// `cpu` backend: compile fused elementwise kernels to machine code with LLVM (GraphJIT)
+    /// instead of running them through the tiled Swift loops.
+    public var jit: Bool
     public init(backend: Backend = .cpu, optimize: Bool = true, disabledPasses: Set<String> = [],
-                convolution: ConvolutionAlgorithm = .standard) {
+                convolution: ConvolutionAlgorithm = .standard, jit: Bool = JITOption.standard) {
         self.backend = backend
+        self.jit = jit
         self.convolution = convolution
         self.optimize = optimize
         self.disabledPasses = disabledPasses
@@ -84,7 +88,8 @@ public enum Compiler {
         }
         let plan = MemoryPlan.plan(optimised)
         try plan.check()
-        return Executable(graph: optimised, signature: signature, options: options, plan: plan)
+        let program = options.backend == .cpu ? try ArenaProgram(graph: optimised, plan: plan, options: options) : nil
+        return Executable(graph: optimised, signature: signature, options: options, plan: plan, program: program)
     }
 }
 
@@ -98,8 +103,16 @@ public final class Executable: @unchecked Sendable {
     public let plan: MemoryPlan
     /// Index of the last value that reads each value (values read by outputs/updates never die).
     let lastUse: [Int]
+    /// The `cpu` backend's arena execution (nil for the interpreter).
+    let program: ArenaProgram?
 
-    init(graph: Graph, signature: Signature, options: CompileOptions, plan: MemoryPlan) {
+    /// The optimised LLVM IR of the executable's JIT-compiled kernels (nil without the JIT).
+    public var llvmIR: String? { program?.jit?.module.ir }
+    /// How many kernels of the schedule the JIT compiled.
+    public var jitKernelCount: Int { program?.jit?.kernels.count ?? 0 }
+
+    init(graph: Graph, signature: Signature, options: CompileOptions, plan: MemoryPlan, program: ArenaProgram?) {
+        self.program = program
         self.graph = graph
         self.signature = signature
         self.options = options
@@ -128,29 +141,33 @@ public final class Executable: @unchecked Sendable {
     /// With a `profile`, the wall time of every kernel is added to it by op kind.
     public func run(_ feeds: [String: Tensor], parameters: inout ParameterStore, profile: Profile? = nil) throws -> [String: Tensor] {
         try checkFeeds(feeds)
+        for id in graph.parameters {
+            let v = graph[id]
+            guard let t = parameters[v.name] else {
+                throw ExecutionError("parameter '\(v.name)' is not in the store (initialise it or load a checkpoint)")
+            }
+            if t.shape != v.shape {
+                throw ExecutionError("parameter '\(v.name)': expected f32\(Shape.describe(v.shape)), got f32\(Shape.describe(t.shape))")
+            }
+        }
+        if let program { return program.run(feeds, parameters: &parameters, profile: profile) }
         var values = [Tensor?](repeating: nil, count: graph.values.count)
         for (i, v) in graph.values.enumerated() {
             switch v.definition {
             case .input:
                 values[i] = feeds[v.name]
             case .parameter:
-                guard let t = parameters[v.name] else {
-                    throw ExecutionError("parameter '\(v.name)' is not in the store (initialise it or load a checkpoint)")
-                }
-                if t.shape != v.shape {
-                    throw ExecutionError("parameter '\(v.name)': expected f32\(Shape.describe(v.shape)), got f32\(Shape.describe(t.shape))")
-                }
-                values[i] = t
+                values[i] = parameters[v.name]!
             case .constant(let t):
                 values[i] = t
             case .op(let op, let operands):
                 let args = operands.map { values[$0.index]! }
                 if let profile {
                     let t = DispatchTime.now().uptimeNanoseconds
-                    values[i] = kernel(op, args, v.shape)
+                    values[i] = ReferenceKernels.run(op, args, shape: v.shape)
                     profile.add(Profile.kind(op), Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
                 } else {
-                    values[i] = kernel(op, args, v.shape)
+                    values[i] = ReferenceKernels.run(op, args, shape: v.shape)
                 }
                 for o in operands where lastUse[o.index] == i { values[o.index] = nil }
             }
@@ -165,16 +182,6 @@ public final class Executable: @unchecked Sendable {
     public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
         var store = ParameterStore(initializing: graph)
         return try run(feeds, parameters: &store)
-    }
-
-    func kernel(_ op: Op, _ args: [Tensor], _ shape: [Int]) -> Tensor {
-        if case .fused(let f) = op {
-            if options.backend == .cpu, options.convolution == .direct, let t = CPUKernels.fusedConvolution(f, args, shape: shape) { return t }
-            if options.backend == .cpu, let t = FusedLoops.run(f, args, shape: shape) { return t }
-            return ReferenceKernels.evaluate(f.body, args, kernel: kernel)
-        }
-        if options.backend == .cpu, let t = CPUKernels.run(op, args, shape: shape, convolution: options.convolution) { return t }
-        return ReferenceKernels.run(op, args, shape: shape)
     }
 }
 

@@ -16,45 +16,52 @@ enum FusedLoops {
         case scratch(Int)
     }
 
-    static func run(_ f: FusedKernel, _ args: [Tensor], shape: [Int]) -> Tensor? {
-        guard f.kind == .loop else { return nil }
-        let body = f.body
-        let n = Shape.count(shape)
-        if n == 0 { return nil }
-        // Every op of the body must be elementwise with the result's shape.
-        for v in body.values where v.op != nil {
+    /// Whether `run` covers this kernel: a loop whose body ops are all elementwise at the result's shape.
+    static func covers(_ f: FusedKernel, shape: [Int]) -> Bool {
+        guard f.kind == .loop else { return false }
+        for v in f.body.values where v.op != nil {
             switch v.op! {
-            case .unary, .binary, .select: if v.shape != shape { return nil }
-            default: return nil
+            case .unary, .binary, .select: if v.shape != shape { return false }
+            default: return false
             }
         }
-        var out = [Float](repeating: 0, count: n)
-        // Keep every tensor the sources point into alive and pinned for the whole loop.
+        if case .parameter = f.body[f.body.outputs[0].value].definition { return false }
+        return f.body[f.body.outputs[0].value].op != nil
+    }
+
+    /// Runs the loop into `out` (which may be one of its full-size operands' buffers: every tile is
+    /// read before it is written). False when the kernel is not covered.
+    static func run(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>) -> Bool {
+        let shape = s.shape
+        let n = Shape.count(shape)
+        guard covers(f, shape: shape) else { return false }
+        if n == 0 { return true }
+        let body = f.body
         var constants: [Tensor] = []
         for v in body.values { if case .constant(let t) = v.definition { constants.append(t) } }
-        let pinned = args + constants
-        return withPinned(pinned) { pointers -> Tensor? in
+        return ArenaProgram.withPinned(constants) { constPointers -> Bool in
             var sources = [Source?](repeating: nil, count: body.values.count)
             var scratchCount = 0
-            var argIndex = 0, constIndex = args.count
+            var argIndex = 0, constIndex = 0
             for (i, v) in body.values.enumerated() {
-                let t: Tensor
+                let shapeOf: [Int]
                 let p: UnsafePointer<Float>
                 switch v.definition {
-                case .input: t = pinned[argIndex]; p = pointers[argIndex]; argIndex += 1
-                case .constant(let c): t = c; p = pointers[constIndex]; constIndex += 1
-                case .parameter: return nil
+                case .input: shapeOf = s.operandShapes[argIndex]; p = x[argIndex]; argIndex += 1
+                case .constant(let c): shapeOf = c.shape; p = constPointers[constIndex]; constIndex += 1
+                case .parameter: return false
                 case .op:
                     sources[i] = .scratch(scratchCount)
                     scratchCount += 1
                     continue
                 }
-                if t.count == 1 { sources[i] = .scalar(t.scalars[0]) }
-                else if t.shape == shape { sources[i] = .full(p) }
+                let count = Shape.count(shapeOf)
+                if count == 1 { sources[i] = .scalar(p[0]) }
+                else if shapeOf == shape { sources[i] = .full(p) }
                 else {
-                    let trimmed = Array(t.shape.drop(while: { $0 == 1 }))
-                    guard Array(shape.suffix(trimmed.count)) == trimmed, t.count > 0, n % t.count == 0 else { return nil }
-                    sources[i] = .periodic(p, t.count)
+                    let trimmed = Array(shapeOf.drop(while: { $0 == 1 }))
+                    guard Array(shape.suffix(trimmed.count)) == trimmed, count > 0, n % count == 0 else { return false }
+                    sources[i] = .periodic(p, count)
                 }
             }
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1) * tile)
@@ -62,34 +69,19 @@ enum FusedLoops {
             // Staging for up to three broadcast operands of one op (select has three).
             let staging = UnsafeMutablePointer<Float>.allocate(capacity: 3 * tile)
             defer { staging.deallocate() }
-            let resultIndex = body.outputs[0].value.index
-            out.withUnsafeMutableBufferPointer { o in
-                var start = 0
-                while start < n {
-                    let len = min(tile, n - start)
-                    for (i, v) in body.values.enumerated() {
-                        guard case .op(let op, let operands) = v.definition, case .scratch(let slot) = sources[i]! else { continue }
-                        let dst = scratch + slot * tile
-                        let a = operands.map { sources[$0.index]! }
-                        apply(op, a, dst, start: start, count: len, scratch: scratch, staging: staging)
-                    }
-                    guard case .scratch(let r) = sources[resultIndex]! else { return }
-                    (o.baseAddress! + start).update(from: scratch + r * tile, count: len)
-                    start += len
+            guard case .scratch(let r) = sources[body.outputs[0].value.index]! else { return false }
+            var start = 0
+            while start < n {
+                let len = min(tile, n - start)
+                for (i, v) in body.values.enumerated() {
+                    guard case .op(let op, let operands) = v.definition, case .scratch(let slot) = sources[i]! else { continue }
+                    apply(op, operands.map { sources[$0.index]! }, scratch + slot * tile, start: start, count: len, scratch: scratch, staging: staging)
                 }
+                (out + start).update(from: scratch + r * tile, count: len)
+                start += len
             }
-            guard case .scratch = sources[resultIndex]! else { return nil }
-            return Tensor(shape: shape, scalars: out)
+            return true
         }
-    }
-
-    /// Pointers to the storage of each tensor, valid inside `body`.
-    static func withPinned<R>(_ tensors: [Tensor], _ body: ([UnsafePointer<Float>]) -> R) -> R {
-        func go(_ i: Int, _ acc: [UnsafePointer<Float>]) -> R {
-            if i == tensors.count { return body(acc) }
-            return tensors[i].scalars.withUnsafeBufferPointer { go(i + 1, acc + [$0.baseAddress!]) }
-        }
-        return go(0, [])
     }
 
     /// Operand chunk as a contiguous pointer (copying periodic and scalar operands into `tmp`).

@@ -24,6 +24,7 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Workloads: W1 W2 W3 encode decode (default: all).") var workload: [String] = []
     @Option(help: "Timed iterations per workload.") var iterations = 5
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
+    @Flag(help: "cpu backend: Swift loops for elementwise kernels instead of GraphJIT.") var noJit = false
     @Flag(help: "After the table, the time per op kind of the last iteration of each workload.") var profile = false
 
     /// Written unbuffered: the driver waits for each line.
@@ -69,7 +70,7 @@ struct Bench: ParsableCommand {
     func prepare(_ w: BenchWorkload) throws -> (Executable, BenchWorkload.Built, ParameterStore, Double) {
         let built = try w.build(size: size)
         let t0 = Date()
-        let exe = try Compiler.compile(built.graph, for: Signature.of(built.graph), options: CompileOptions(backend: backend))
+        let exe = try Compiler.compile(built.graph, for: Signature.of(built.graph), options: CompileOptions(backend: backend, jit: !noJit))
         return (exe, built, ParameterStore(initializing: built.graph), Date().timeIntervalSince(t0))
     }
 

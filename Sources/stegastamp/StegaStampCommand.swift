@@ -36,7 +36,7 @@ func readGraph(_ path: String) throws -> Graph {
 struct GraphCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "graph", abstract: "Work with graph files (the text IR).",
-        subcommands: [Check.self, Print.self, Run.self, Grad.self, Export.self, Stats.self, Optimize.self, Plan.self, Dot.self])
+        subcommands: [Check.self, Print.self, Run.self, Grad.self, Export.self, Stats.self, Optimize.self, Plan.self, Dot.self, LLVM.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Parse and verify a graph file; print a summary.")
@@ -72,6 +72,7 @@ struct GraphCommand: ParsableCommand {
         @Option(help: "Where to write the outputs (safetensors).") var out: String
         @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
         @Flag(help: "Also write the parameters after the graph's updates as param.*.") var writeParameters = false
+        @Flag(help: "cpu backend: run elementwise kernels as Swift loops instead of JIT-compiled code.") var noJit = false
         @Option(name: .customLong("scalar"), help: "Feed a scalar input: NAME=VALUE (repeatable); overrides the file.")
         var scalars: [String] = []
 
@@ -99,7 +100,7 @@ struct GraphCommand: ParsableCommand {
             if !ignored.isEmpty {
                 FileHandle.standardError.write("note: ignoring \(ignored.count) tensor(s) the graph does not use\n".data(using: .utf8)!)
             }
-            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend))
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend, jit: !noJit))
             let t0 = Date()
             let outputs: [String: Tensor]
             do { outputs = try exe.run(feeds, parameters: &store) } catch let e as ExecutionError {
@@ -111,6 +112,22 @@ struct GraphCommand: ParsableCommand {
             try result.write(path: out)
             Swift.print(String(format: "ran %@ on %@ (%@) in %.3f s; wrote %d output(s) to %@",
                                g.name, tensors, backend.rawValue, Date().timeIntervalSince(t0), outputs.count, out))
+        }
+    }
+
+    struct LLVM: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the optimised LLVM IR that GraphJIT compiles for a graph's elementwise kernels.",
+            discussion: "One function k<N> per fused loop or standalone elementwise op (N: the value's index in the optimised graph).")
+        @Argument(help: "Graph file.") var file: String
+        @Option(help: "Output file (default: standard output).") var out: String?
+
+        func run() throws {
+            let g = try readGraph(file)
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, jit: true))
+            let ir = exe.llvmIR ?? ""
+            if let out { try ir.write(toFile: out, atomically: true, encoding: .utf8) } else { Swift.print(ir, terminator: "") }
+            FileHandle.standardError.write("\(exe.jitKernelCount) kernel(s) compiled\n".data(using: .utf8)!)
         }
     }
 

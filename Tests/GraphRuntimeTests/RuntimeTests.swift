@@ -97,11 +97,13 @@ final class CPUBackendTests: XCTestCase {
     func compare(_ g: Graph, _ feeds: [String: Tensor], tolerance: Double = 1e-5, file: StaticString = #filePath, line: UInt = #line) throws {
         let ref = try evaluate(g, feeds, backend: .interpreter)
         for algorithm in ConvolutionAlgorithm.allCases {
-            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: algorithm))
-            let cpu = try exe.run(feeds)
-            for (name, t) in ref {
-                let e = relativeErrors(cpu[name]!, t)
-                XCTAssertLessThan(e.max, tolerance, "\(name) (\(algorithm))", file: file, line: line)
+            for jit in [false, true] {
+                let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: algorithm, jit: jit))
+                let cpu = try exe.run(feeds)
+                for (name, t) in ref {
+                    let e = relativeErrors(cpu[name]!, t)
+                    XCTAssertLessThan(e.max, tolerance, "\(name) (\(algorithm), jit \(jit))", file: file, line: line)
+                }
             }
         }
     }
@@ -115,6 +117,8 @@ final class CPUBackendTests: XCTestCase {
             ([2, 5, 5, 7], [1, 1, 7, 3], [1, 1], [0, 0, 0, 0]),
             ([1, 16, 16, 3], [7, 7, 3, 3], [1, 1], [3, 3, 3, 3]),
             ([1, 40, 33, 6], [3, 3, 6, 8], [1, 2], [1, 1, 0, 1]),
+            ([1, 8, 8, 4], [3, 3, 4, 5], [1, 1], [0, 0, 0, 0]),
+            ([2, 10, 9, 17], [3, 3, 17, 18], [1, 1], [1, 1, 1, 1]),
         ]
         for (i, (xs, ks, s, p)) in cases.enumerated() {
             let c = ConvAttributes(strides: s, padding: p)
@@ -149,6 +153,36 @@ final class CPUBackendTests: XCTestCase {
         }
     }
 
+    /// The arena kernels for reductions and data movement, including ones that fall back to the
+    /// reference kernel, and elementwise ops that write over their operand's buffer.
+    func testReductionsAndDataMovementMatchTheInterpreter() throws {
+        let b = GraphBuilder(name: "moves")
+        let x = b.input("x", [2, 5, 6, 3]), y = b.input("y", [2, 5, 6, 4]), v = b.input("v", [6, 1])
+        for (k, (r, axes)) in [(ReduceOp.sum, [0, 1, 2]), (.mean, [3]), (.max, [1, 2]), (.sum, [0, 1, 2, 3]), (.max, [0, 2]),
+                               (.mean, [0]), (.sum, [1])].enumerated() {
+            b.output("r\(k)", b.apply(.reduce(r, axes: axes, keepDims: k % 2 == 0), [x]))
+        }
+        b.output("t", b.transpose(x, [0, 3, 1, 2]))
+        b.output("t2", b.transpose(x, [3, 2, 1, 0]))
+        b.output("bc", b.broadcast(v, to: [2, 5, 6, 3]))
+        b.output("sl", b.slice(x, begin: [1, 0, 2, 1], end: [2, 4, 6, 3]))
+        b.output("cat", b.concat([x, y, x], axis: 3))
+        b.output("cat1", b.concat([x, x], axis: 1))
+        b.output("padc", b.apply(.pad(before: [0, 1, 2, 0], after: [1, 0, 1, 2], mode: .constant, value: 0.5), [x]))
+        b.output("pads", b.apply(.pad(before: [0, 1, 2, 0], after: [0, 1, 1, 0], mode: .symmetric, value: 0), [x]))
+        b.output("up", b.upsampleNearest(x, factor: 2))
+        b.output("rs", b.reshape(b.relu(x), [10, 18]))
+        // A chain whose intermediates die at once: the plan reuses buffers in place.
+        let chain = b.unary(.exp, b.mul(b.add(x, b.constant(1)), b.unary(.tanh, x)))
+        b.output("chain", b.apply(.reduce(.sum, axes: [3], keepDims: false), [b.sub(chain, b.slice(y, begin: [0, 0, 0, 0], end: [2, 5, 6, 3]))]))
+        b.output("inplace", b.unary(.exp, b.slice(y, begin: [0, 1, 0, 1], end: [2, 5, 6, 4])))
+        b.output("sel", b.select(b.binary(.greater, x, b.constant(0)), x, b.neg(x)))
+        let g = try b.finish()
+        try compare(g, ["x": randomTensor([2, 5, 6, 3], seed: 11), "y": randomTensor([2, 5, 6, 4], seed: 12), "v": randomTensor([6, 1], seed: 13)])
+        let exe = try Compiler.compile(g, for: Signature.of(g))
+        XCTAssertTrue(exe.plan.buffers.contains { $0.reuses != nil }, "the test should exercise in-place reuse")
+    }
+
     func testMatmulAndElementwiseMatchTheInterpreter() throws {
         for ta in [false, true] {
             for tb in [false, true] {
@@ -166,6 +200,62 @@ final class CPUBackendTests: XCTestCase {
         b.output("c", b.div(b.constant(2), x))
         b.output("d", b.unary(.tanh, b.sub(x, b.constant(0.5))))
         try compare(try b.finish(), ["x": randomTensor([4, 5, 6], seed: 3), "bias": randomTensor([6], seed: 4), "col": randomTensor([5, 1], seed: 5)])
+    }
+}
+
+/// GraphJIT: every elementwise op and broadcast pattern, compiled to machine code, against the
+/// interpreter; the loops must come out vectorised.
+final class JITTests: XCTestCase {
+    func testEveryElementwiseOpMatchesTheInterpreter() throws {
+        let b = GraphBuilder(name: "jit")
+        let x = b.input("x", [3, 5, 7, 9]), y = b.input("y", [3, 5, 7, 9])
+        let bias = b.input("bias", [9]), col = b.input("col", [5, 1, 1]), lead = b.input("lead", [3, 1, 1, 9])
+        let positive = b.input("positive", [3, 5, 7, 9])
+        for u in UnaryOp.allCases {
+            let arg = [UnaryOp.log, .sqrt].contains(u) ? positive : x
+            b.output("u_\(u.rawValue)", b.unary(u, arg))
+        }
+        for op in BinaryOp.allCases {
+            let rhs = op == .pow ? b.mul(y, b.constant(2)) : y
+            b.output("b_\(op.rawValue)", b.binary(op, op == .pow ? positive : x, rhs))
+        }
+        b.output("bias", b.relu(b.add(b.mul(x, bias), b.constant(0.25))))
+        b.output("col", b.binary(.maximum, b.sub(x, col), b.mul(lead, y)))
+        b.output("lead", b.unary(.tanh, b.div(lead, b.add(b.unary(.abs, y), b.constant(1)))))
+        b.output("sel", b.select(b.binary(.greater, x, y), b.unary(.exp, x), b.neg(y)))
+        b.output("const", b.mul(b.add(x, b.constant(Tensor(shape: [9], scalars: (0..<9).map { Float($0) / 4 }))), y))
+        let g = try b.finish()
+        var xs = randomTensor([3, 5, 7, 9], seed: 1), ys = randomTensor([3, 5, 7, 9], seed: 2)
+        // NaN and ties: max/min/relu/select/comparisons must follow the reference kernels.
+        xs.scalars[0] = .nan; ys.scalars[1] = .nan; xs.scalars[2] = 0.5; ys.scalars[2] = 0.5; xs.scalars[3] = 0
+        let feeds = ["x": xs, "y": ys, "bias": randomTensor([9], seed: 3), "col": randomTensor([5, 1, 1], seed: 4),
+                     "lead": randomTensor([3, 1, 1, 9], seed: 5), "positive": randomTensor([3, 5, 7, 9], seed: 6, lo: 0.1, hi: 2)]
+        let ref = try evaluate(g, feeds, backend: .interpreter)
+        let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, jit: true))
+        XCTAssertGreaterThan(exe.jitKernelCount, UnaryOp.allCases.count + BinaryOp.allCases.count)
+        let ir = try XCTUnwrap(exe.llvmIR)
+        XCTAssertTrue(ir.contains("<8 x float>"), "the JIT's loops should vectorise for AVX2")
+        let out = try exe.run(feeds)
+        for (name, t) in ref {
+            let got = out[name]!
+            for i in t.scalars.indices where t.scalars[i].isNaN { XCTAssertTrue(got.scalars[i].isNaN, "\(name)[\(i)] should be NaN") }
+            var a = got, r = t
+            for i in r.scalars.indices where r.scalars[i].isNaN { a.scalars[i] = 0; r.scalars[i] = 0 }
+            XCTAssertLessThan(relativeErrors(a, r).max, 1e-5, name)
+        }
+    }
+
+    /// The JIT's elementwise kernels take both cores above a size; the halves must join exactly.
+    func testLargeKernelsSplitAcrossCoresMatch() throws {
+        let b = GraphBuilder(name: "big")
+        let x = b.input("x", [4, 64, 64, 8]), bias = b.input("bias", [8])
+        b.output("y", b.unary(.sigmoid, b.add(b.mul(x, x), bias)))
+        let g = try b.finish()
+        let feeds = ["x": randomTensor([4, 64, 64, 8], seed: 7), "bias": randomTensor([8], seed: 8)]
+        let ref = try evaluate(g, feeds, backend: .interpreter)["y"]!
+        let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, jit: true))
+        XCTAssertEqual(exe.jitKernelCount, 1)
+        XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref).max, 1e-6)
     }
 }
 

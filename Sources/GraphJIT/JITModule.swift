@@ -1,0 +1,262 @@
+internal import CLLVM
+import Foundation
+import GraphIR
+
+/// An elementwise kernel to compile: a body graph (its inputs are the operands, in order; its ops
+/// are unary, binary or select at the result's shape; one output) and the static shapes it runs at.
+public struct ElementwiseKernel: Sendable {
+    public var name: String
+    public var body: Graph
+    public var operandShapes: [[Int]]
+    public var shape: [Int]
+    /// The operands whose buffer the result is written over (the memory plan's in-place reuse): their
+    /// loads go through the output pointer, so the vectoriser sees one array, not two that may overlap.
+    public var inPlaceOperands: Set<Int>
+
+    public init(name: String, body: Graph, operandShapes: [[Int]], shape: [Int], inPlaceOperands: Set<Int>) {
+        self.name = name
+        self.body = body
+        self.operandShapes = operandShapes
+        self.shape = shape
+        self.inPlaceOperands = inPlaceOperands
+    }
+
+    /// Constants of the body with more than one element (they get a nest stride like operands).
+    var arrayConstants: [Tensor] {
+        body.values.compactMap { if case .constant(let t) = $0.definition, t.count > 1 { return t } else { return nil } }
+    }
+
+    /// Whether `body` is something this JIT compiles: elementwise ops at `shape`, an op as output.
+    public static func accepts(_ body: Graph, shape: [Int]) -> Bool {
+        for v in body.values {
+            switch v.definition {
+            case .op(.unary, _), .op(.binary, _), .op(.select, _): if v.shape != shape { return false }
+            case .op: return false
+            case .parameter: return false
+            case .input, .constant: continue
+            }
+        }
+        return body.outputs.count == 1 && body[body.outputs[0].value].op != nil
+    }
+}
+
+/// `void kernel(const float **operands, float *out, i64 begin, i64 end)`: computes the steps
+/// [begin, end) of the outermost axis of the kernel's LoopNest.
+public typealias ElementwiseFunction = @convention(c) (UnsafePointer<UnsafePointer<Float>>, UnsafeMutablePointer<Float>, Int64, Int64) -> Void
+
+public struct JITError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { description = "GraphJIT: " + d }
+}
+
+/// Elementwise kernels compiled to machine code with LLVM 14's ORC LLJIT: one module per call,
+/// verified, optimised with the `default<O3>` pipeline for the host CPU (AVX2/FMA here, so the
+/// loops vectorise), and kept alive as long as this object.
+public final class JITModule: @unchecked Sendable {
+    public let functions: [String: ElementwiseFunction]
+    public let nests: [String: LoopNest]
+    /// The optimised LLVM IR of the whole module (what was compiled).
+    public let ir: String
+    private let jit: LLVMOrcLLJITRef
+
+    private static let initialized: Bool = {
+        LLVMInitializeNativeTarget() == 0 && LLVMInitializeNativeAsmPrinter() == 0
+    }()
+
+    public init(_ kernels: [ElementwiseKernel]) throws {
+        guard Self.initialized else { throw JITError("LLVM has no native target for this machine") }
+        let tsc = LLVMOrcCreateNewThreadSafeContext()!
+        defer { LLVMOrcDisposeThreadSafeContext(tsc) }
+        let context = LLVMOrcThreadSafeContextGetContext(tsc)!
+        let module = LLVMModuleCreateWithNameInContext("graphjit", context)!
+        var moduleOwned = true
+        defer { if moduleOwned { LLVMDisposeModule(module) } }
+
+        // The host target: triple, CPU and features, so the optimiser's cost model is AVX2's.
+        let triple = LLVMGetDefaultTargetTriple()!
+        defer { LLVMDisposeMessage(triple) }
+        let cpu = LLVMGetHostCPUName()!, features = LLVMGetHostCPUFeatures()!
+        defer { LLVMDisposeMessage(cpu); LLVMDisposeMessage(features) }
+        var target: LLVMTargetRef?
+        var message: UnsafeMutablePointer<CChar>?
+        if LLVMGetTargetFromTriple(triple, &target, &message) != 0 {
+            defer { LLVMDisposeMessage(message) }
+            throw JITError("no target for \(String(cString: triple)): \(String(cString: message!))")
+        }
+        let machine = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive, LLVMRelocDefault, LLVMCodeModelJITDefault)!
+        defer { LLVMDisposeTargetMachine(machine) }
+        LLVMSetTarget(module, triple)
+        let layout = LLVMCreateTargetDataLayout(machine)!
+        defer { LLVMDisposeTargetData(layout) }
+        LLVMSetModuleDataLayout(module, layout)
+
+        var nests: [String: LoopNest] = [:]
+        let builder = LLVMCreateBuilderInContext(context)!
+        defer { LLVMDisposeBuilder(builder) }
+        for k in kernels {
+            guard ElementwiseKernel.accepts(k.body, shape: k.shape) else { throw JITError("kernel \(k.name) is not elementwise") }
+            let nest = LoopNest(shape: k.shape, operandShapes: k.operandShapes + k.arrayConstants.map(\.shape))
+            nests[k.name] = nest
+            let fn = KernelEmitter(context: context, module: module, builder: builder, kernel: k, nest: nest).emit()
+            for (key, value) in [("target-cpu", cpu), ("target-features", features)] {
+                let attr = LLVMCreateStringAttribute(context, key, UInt32(key.utf8.count), value, UInt32(strlen(value)))
+                LLVMAddAttributeAtIndex(fn, UInt32.max, attr)  // the function index (~0U)
+            }
+        }
+        if LLVMVerifyModule(module, LLVMReturnStatusAction, &message) != 0 {
+            defer { LLVMDisposeMessage(message) }
+            throw JITError("generated module does not verify: \(String(cString: message!))")
+        }
+        LLVMDisposeMessage(message)
+        let options = LLVMCreatePassBuilderOptions()!
+        defer { LLVMDisposePassBuilderOptions(options) }
+        LLVMPassBuilderOptionsSetLoopVectorization(options, 1)
+        LLVMPassBuilderOptionsSetSLPVectorization(options, 1)
+        try Self.check(LLVMRunPasses(module, "default<O3>", machine, options), "optimising")
+        let text = LLVMPrintModuleToString(module)!
+        ir = String(cString: text)
+        LLVMDisposeMessage(text)
+
+        var jit: LLVMOrcLLJITRef?
+        try Self.check(LLVMOrcCreateLLJIT(&jit, nil), "creating the JIT")
+        self.jit = jit!
+        let dylib = LLVMOrcLLJITGetMainJITDylib(jit)
+        var generator: LLVMOrcDefinitionGeneratorRef?
+        try Self.check(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&generator, LLVMOrcLLJITGetGlobalPrefix(jit), nil, nil),
+                       "resolving libm")
+        LLVMOrcJITDylibAddGenerator(dylib, generator)
+        moduleOwned = false
+        try Self.check(LLVMOrcLLJITAddLLVMIRModule(jit, dylib, LLVMOrcCreateNewThreadSafeModule(module, tsc)), "adding the module")
+        var functions: [String: ElementwiseFunction] = [:]
+        for k in kernels {
+            var address: LLVMOrcExecutorAddress = 0
+            try Self.check(LLVMOrcLLJITLookup(jit, &address, k.name), "compiling \(k.name)")
+            functions[k.name] = unsafeBitCast(UnsafeRawPointer(bitPattern: UInt(address))!, to: ElementwiseFunction.self)
+        }
+        self.functions = functions
+        self.nests = nests
+    }
+
+    deinit { LLVMOrcDisposeLLJIT(jit) }
+
+    static func check(_ error: LLVMErrorRef?, _ what: String) throws {
+        guard let error else { return }
+        let m = LLVMGetErrorMessage(error)!
+        defer { LLVMDisposeErrorMessage(m) }
+        throw JITError("\(what): \(String(cString: m))")
+    }
+}
+
+/// Writes one kernel function: operand pointers loaded once, a loop per LoopNest axis (the
+/// outermost over [begin, end)), constant strides, the body's ops on scalars, one store.
+struct KernelEmitter {
+    let context: LLVMContextRef
+    let module: LLVMModuleRef
+    let builder: LLVMBuilderRef
+    let kernel: ElementwiseKernel
+    let nest: LoopNest
+
+    var i64: LLVMTypeRef { LLVMInt64TypeInContext(context) }
+    func int(_ v: Int) -> LLVMValueRef { LLVMConstInt(i64, UInt64(bitPattern: Int64(v)), 1) }
+
+    func emit() -> LLVMValueRef {
+        let codegen = ElementwiseCodegen(context: context, module: module, builder: builder)
+        let float = codegen.float
+        let floatPtr = LLVMPointerType(float, 0)!
+        var params: [LLVMTypeRef?] = [LLVMPointerType(floatPtr, 0), floatPtr, i64, i64]
+        let type = params.withUnsafeMutableBufferPointer { LLVMFunctionType(LLVMVoidTypeInContext(context), $0.baseAddress, 4, 0)! }
+        let fn = LLVMAddFunction(module, kernel.name, type)!
+        let noalias = LLVMGetEnumAttributeKindForName("noalias", 7)
+        LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(context, noalias, 0))
+        let entry = LLVMAppendBasicBlockInContext(context, fn, "entry")
+        LLVMPositionBuilderAtEnd(builder, entry)
+        let args = LLVMGetParam(fn, 0)!, out = LLVMGetParam(fn, 1)!
+        let operands: [LLVMValueRef] = kernel.operandShapes.indices.map { k in
+            if kernel.inPlaceOperands.contains(k) { return out }
+            var index: [LLVMValueRef?] = [int(k)]
+            let slot = index.withUnsafeMutableBufferPointer { LLVMBuildInBoundsGEP2(builder, floatPtr, args, $0.baseAddress, 1, "")! }
+            return LLVMBuildLoad2(builder, floatPtr, slot, "operand\(k)")!
+        }
+        // Array constants of the body: private globals, walked like operands (after them in the nest).
+        var sources = operands
+        var constantSource: [Int: Int] = [:]
+        for (i, v) in kernel.body.values.enumerated() {
+            guard case .constant(let t) = v.definition, t.count > 1 else { continue }
+            var elements: [LLVMValueRef?] = t.scalars.map { codegen.constant($0) }
+            let array = elements.withUnsafeMutableBufferPointer { LLVMConstArray(float, $0.baseAddress, UInt32(t.count))! }
+            let global = LLVMAddGlobal(module, LLVMArrayType(float, UInt32(t.count)), "\(kernel.name).c\(i)")!
+            LLVMSetInitializer(global, array)
+            LLVMSetGlobalConstant(global, 1)
+            LLVMSetLinkage(global, LLVMPrivateLinkage)
+            constantSource[i] = sources.count
+            sources.append(LLVMBuildBitCast(builder, global, floatPtr, "")!)
+        }
+        let begin = LLVMGetParam(fn, 2)!, end = LLVMGetParam(fn, 3)!
+        let rank = nest.extents.count
+        func element(_ pointer: LLVMValueRef, _ offset: LLVMValueRef) -> LLVMValueRef {
+            var index: [LLVMValueRef?] = [offset]
+            return index.withUnsafeMutableBufferPointer { LLVMBuildInBoundsGEP2(builder, float, pointer, $0.baseAddress, 1, "")! }
+        }
+        // offsets[k] for operands, the last entry for the output (row-major over the nest).
+        let outStrides = Shape.strides(nest.extents)
+        func loops(_ axis: Int, _ offsets: [LLVMValueRef]) {
+            if axis == rank {
+                var values = [LLVMValueRef?](repeating: nil, count: kernel.body.values.count)
+                var next = 0
+                for (i, v) in kernel.body.values.enumerated() {
+                    switch v.definition {
+                    case .input:
+                        values[i] = LLVMBuildLoad2(builder, float, element(operands[next], offsets[next]), "")
+                        next += 1
+                    case .constant(let t):
+                        if t.count == 1 { values[i] = codegen.constant(t.scalars[0]) }
+                        else { let k = constantSource[i]!; values[i] = LLVMBuildLoad2(builder, float, element(sources[k], offsets[k]), "") }
+                    case .parameter: fatalError("fused bodies have no parameters")
+                    case .op(let op, let a):
+                        let x = a.map { values[$0.index]! }
+                        switch op {
+                        case .unary(let u): values[i] = codegen.unary(u, x[0])
+                        case .binary(let b): values[i] = codegen.binary(b, x[0], x[1])
+                        case .select: values[i] = codegen.select3(x[0], x[1], x[2])
+                        default: fatalError("checked by ElementwiseKernel.accepts")
+                        }
+                    }
+                }
+                LLVMBuildStore(builder, values[kernel.body.outputs[0].value.index]!, element(out, offsets.last!))
+                return
+            }
+            let from = axis == 0 ? begin : int(0), to = axis == 0 ? end : int(nest.extents[axis])
+            loop(from, to) { index in
+                var next: [LLVMValueRef] = []
+                for k in 0..<sources.count {
+                    next.append(LLVMBuildAdd(builder, offsets[k], LLVMBuildMul(builder, index, int(nest.strides[k][axis]), ""), "")!)
+                }
+                next.append(LLVMBuildAdd(builder, offsets.last!, LLVMBuildMul(builder, index, int(outStrides[axis]), ""), "")!)
+                loops(axis + 1, next)
+            }
+        }
+        loops(0, [LLVMValueRef](repeating: int(0), count: sources.count + 1))
+        LLVMBuildRetVoid(builder)
+        return fn
+    }
+
+    /// A counted loop `for i in from..<to` in rotated form (guard, body, latch), the shape LLVM's
+    /// loop passes expect.
+    func loop(_ from: LLVMValueRef, _ to: LLVMValueRef, _ body: (LLVMValueRef) -> Void) {
+        let fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
+        let preheader = LLVMGetInsertBlock(builder)!
+        let bodyBlock = LLVMAppendBasicBlockInContext(context, fn, "loop")!
+        let exit = LLVMAppendBasicBlockInContext(context, fn, "exit")!
+        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, from, to, ""), bodyBlock, exit)
+        LLVMPositionBuilderAtEnd(builder, bodyBlock)
+        let index = LLVMBuildPhi(builder, i64, "i")!
+        body(index)
+        let next = LLVMBuildNSWAdd(builder, index, int(1), "")!
+        let latch = LLVMGetInsertBlock(builder)!
+        var values: [LLVMValueRef?] = [from, next]
+        var blocks: [LLVMBasicBlockRef?] = [preheader, latch]
+        LLVMAddIncoming(index, &values, &blocks, 2)
+        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, next, to, ""), bodyBlock, exit)
+        LLVMPositionBuilderAtEnd(builder, exit)
+    }
+}

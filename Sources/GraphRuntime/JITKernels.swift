@@ -1,0 +1,68 @@
+import Dispatch
+import Foundation
+import GraphIR
+import GraphJIT
+import GraphPasses
+
+/// Whether the `cpu` backend JIT-compiles elementwise kernels by default: yes, unless the
+/// environment sets STEGASTAMP_JIT=0 (to compare against the Swift loops).
+public enum JITOption {
+    public static var standard: Bool { ProcessInfo.processInfo.environment["STEGASTAMP_JIT"] != "0" }
+}
+
+/// The GraphJIT kernels of one executable: every fused elementwise loop and every standalone
+/// unary, binary or select op of the schedule, compiled together when the executable is compiled.
+final class JITKernels: @unchecked Sendable {
+    let module: JITModule
+    /// value index -> (function, loop nest)
+    let kernels: [Int: (ElementwiseFunction, LoopNest)]
+
+    /// Elements below which a kernel runs on one core (thread start-up costs more than it saves).
+    static let parallelThreshold = 1 << 15
+
+    init(graph: Graph, plan: MemoryPlan, steps: [Step]) throws {
+        var reuses: [Int: Int] = [:]
+        for b in plan.buffers { if let r = b.reuses { reuses[b.value.index] = r.index } }
+        var specs: [ElementwiseKernel] = []
+        for s in steps {
+            let body: Graph
+            switch s.op {
+            case .fused(let f) where f.kind == .loop: body = f.body
+            case .unary, .binary, .select: body = try Self.singleOpBody(s)
+            default: continue
+            }
+            guard ElementwiseKernel.accepts(body, shape: s.shape), Shape.count(s.shape) > 0 else { continue }
+            let inPlace = Set(s.operands.indices.filter { reuses[s.value] == s.operands[$0] && s.operandShapes[$0] == s.shape })
+            specs.append(ElementwiseKernel(name: "k\(s.value)", body: body, operandShapes: s.operandShapes, shape: s.shape, inPlaceOperands: inPlace))
+        }
+        module = try JITModule(specs)
+        var kernels: [Int: (ElementwiseFunction, LoopNest)] = [:]
+        for k in specs { kernels[Int(k.name.dropFirst())!] = (module.functions[k.name]!, module.nests[k.name]!) }
+        self.kernels = kernels
+    }
+
+    /// A one-op body (inputs arg0..) so a standalone elementwise op compiles like a fused loop.
+    static func singleOpBody(_ s: Step) throws -> Graph {
+        let b = GraphBuilder(name: "op")
+        let args = s.operandShapes.enumerated().map { b.input("arg\($0.offset)", $0.element) }
+        b.output("out", b.apply(s.op, args))
+        return try b.finish()
+    }
+
+    /// Runs the kernel of `value` if there is one; false otherwise.
+    func run(_ value: Int, _ x: Args, _ out: UnsafeMutablePointer<Float>) -> Bool {
+        guard let (f, nest) = kernels[value] else { return false }
+        let outer = nest.extents[0]
+        if outer >= 2 && outer * nest.innerCount >= Self.parallelThreshold {
+            let half = Int64(outer / 2)
+            // The two halves write disjoint ranges of `out`.
+            nonisolated(unsafe) let (args, result) = (x, out)
+            DispatchQueue.concurrentPerform(iterations: 2) { part in
+                f(args, result, part == 0 ? 0 : half, part == 0 ? half : Int64(outer))
+            }
+        } else {
+            f(x, out, 0, Int64(outer))
+        }
+        return true
+    }
+}
