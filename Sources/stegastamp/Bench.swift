@@ -25,6 +25,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed iterations per workload.") var iterations = 5
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
     @Flag(help: "cpu backend: Swift loops for elementwise kernels instead of GraphJIT.") var noJit = false
+    @Flag(help: "Instead of the workloads: every distinct convolution of W3 alone, in GFLOP/s and % of the sgemm peak.")
+    var convolutions = false
     @Flag(help: "After the table, the time per op kind of the last iteration of each workload.") var profile = false
 
     /// Written unbuffered: the driver waits for each line.
@@ -39,6 +41,10 @@ struct Bench: ParsableCommand {
                 throw CLIError("unknown workload '\(n)'; workloads are \(BenchWorkload.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             return w
+        }
+        if convolutions {
+            try ConvolutionBench(size: size, iterations: iterations, options: CompileOptions(backend: backend, jit: !noJit)).run()
+            return
         }
         if worker {
             guard workloads.count == 1 else { emit(#"{"error": "--worker takes exactly one --workload"}"#); throw ExitCode(1) }

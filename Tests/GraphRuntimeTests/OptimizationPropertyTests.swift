@@ -55,12 +55,15 @@ final class OptimizationPropertyTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(optimised.plan.arenaBytes, optimised.plan.lowerBoundBytes)
             XCTAssertLessThanOrEqual(optimised.plan.arenaBytes, optimised.plan.naiveBytes)
             fusedSeen += optimised.graph.values.filter { if case .fused? = $0.op { return true } else { return false } }.count
-            // ... and through the CPU backend (tiled fused loops, fused convolution epilogues).
-            let cpu = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu))
-            let a = try plain.run(feeds), c = try optimised.run(feeds), d = try cpu.run(feeds)
+            // ... and through the CPU backend in its arena (tiled fused loops or GraphJIT, fused
+            // convolution epilogues).
+            let cpu = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, jit: false))
+            let jit = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, jit: true))
+            let a = try plain.run(feeds), c = try optimised.run(feeds), d = try cpu.run(feeds), e = try jit.run(feeds)
             for name in ["out", "mid"] {
                 XCTAssertLessThan(relativeErrors(c[name]!, a[name]!).max, 1e-5, "seed \(seed) \(name)")
                 XCTAssertLessThan(relativeErrors(d[name]!, a[name]!).max, 1e-4, "seed \(seed) \(name) (cpu)")
+                XCTAssertLessThan(relativeErrors(e[name]!, a[name]!).max, 1e-4, "seed \(seed) \(name) (cpu+jit)")
             }
             // The optimised graph round-trips through the text format.
             XCTAssertEqual(try TextFormat.parse(TextFormat.print(optimised.graph)), optimised.graph, "seed \(seed)")

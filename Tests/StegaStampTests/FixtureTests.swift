@@ -12,7 +12,7 @@ final class FixtureTests: XCTestCase {
              file: StaticString = #filePath, line: UInt = #line,
              _ build: (GraphBuilder, (String) -> ValueID) -> [String: ValueID]) throws {
         let fx = try Fixture(name)
-        for backend in Backend.allCases {
+        for backend in TestBackend.allCases {
             let (failures, compared) = try checkFixture(fx, backend: backend, tolerance: tolerance, gradTolerance: gradTolerance, build: build)
             XCTAssertEqual(failures, [], "\(name) (\(backend))", file: file, line: line)
             XCTAssertEqual(compared, expectCompared, "\(name) (\(backend)) tensors compared", file: file, line: line)

@@ -21,9 +21,9 @@ final class LPIPSTests: XCTestCase {
         let weights = try LPIPS.loadWeights(path: repositoryRoot.appendingPathComponent("Tests/Fixtures/lpips_random.safetensors").path)
         XCTAssertEqual(weights.count, 15)
         let (g, _) = try graph(fx["input.x"].shape)
-        for backend in Backend.allCases {
+        for backend in TestBackend.allCases {
             var store = ParameterStore(weights)
-            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend))
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: backend.options)
             let out = try exe.run(["x": fx["input.x"], "y": fx["input.y"]], parameters: &store)
             XCTAssertLessThan(relativeErrors(out["distance"]!, fx["expected.distance"]).max, 1e-4, "\(backend)")
             let same = try exe.run(["x": fx["input.x"], "y": fx["input.x"]], parameters: &store)

@@ -9,7 +9,7 @@ import XCTest
 final class NetworkFixtureTests: XCTestCase {
     /// Parameters of the fixture become graph inputs named `param.<name>`: the builder creates
     /// parameters, so we rename them into inputs with a substitution pass over the built graph.
-    func check(_ name: String, backends: [Backend], tolerance: Double, gradTolerance: Double, expectCompared: Int,
+    func check(_ name: String, backends: [TestBackend], tolerance: Double, gradTolerance: Double, expectCompared: Int,
                file: StaticString = #filePath, line: UInt = #line,
                _ build: (GraphBuilder, (String) -> ValueID) -> [String: ValueID]) throws {
         let fx = try Fixture(name)
@@ -22,21 +22,21 @@ final class NetworkFixtureTests: XCTestCase {
     }
 
     func testEncoder400() throws {
-        try check("stegastamp_encoder", backends: [.cpu], tolerance: 1e-4, gradTolerance: 0, expectCompared: 2) { b, t in
+        try check("stegastamp_encoder", backends: [.cpu, .cpuJIT], tolerance: 1e-4, gradTolerance: 0, expectCompared: 2) { b, t in
             let residual = StegaStampNetworks.encoder(b, secret: t("input.secret"), image: t("input.image"))
             return ["expected.residual": residual, "expected.conv5": b.graph.value(named: "conv5")!]
         }
     }
 
     func testDecoder() throws {
-        try check("stegastamp_decoder", backends: Backend.allCases, tolerance: 1e-4, gradTolerance: 0, expectCompared: 3) { b, t in
+        try check("stegastamp_decoder", backends: TestBackend.allCases, tolerance: 1e-4, gradTolerance: 0, expectCompared: 3) { b, t in
             let d = StegaStampNetworks.decoder(b, image: t("input.image"), bits: 100)
             return ["expected.logits": d.logits, "expected.theta": d.theta, "expected.transformed_image": d.transformed]
         }
     }
 
     func testCritic() throws {
-        try check("critic", backends: Backend.allCases, tolerance: 1e-4, gradTolerance: 1e-3, expectCompared: 2 + 12) { b, t in
+        try check("critic", backends: TestBackend.allCases, tolerance: 1e-4, gradTolerance: 1e-3, expectCompared: 2 + 12) { b, t in
             let c = StegaStampNetworks.critic(b, image: t("input.image"))
             return ["expected.output": c.output, "expected.heatmap": c.heatmap]
         }
@@ -75,7 +75,7 @@ final class DiffJPEGTests: XCTestCase {
         let fx = try Fixture("diff_jpeg")
         let cases = fx.attrs["cases"] as! [String: [String: Any]]
         XCTAssertEqual(cases.count, 4)
-        for backend in Backend.allCases {
+        for backend in TestBackend.allCases {
             let (failures, compared) = try checkFixture(fx, backend: backend, tolerance: 1e-5, gradTolerance: 1e-4) { b, t in
                 var outs: [String: ValueID] = [:]
                 for (name, c) in cases {

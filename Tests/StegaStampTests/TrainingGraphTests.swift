@@ -14,7 +14,7 @@ final class TrainStepFixtureTests: XCTestCase {
         let gain = Float(fx.attrs["l2_edge_gain"] as! Double)
         let scales = fx.attrs["loss_scales"] as! [String: Double]
         let yuv = (fx.attrs["yuv_scales"] as! [Double]).map(Float.init)
-        for backend in Backend.allCases {
+        for backend in TestBackend.allCases {
             let (failures, compared) = try checkFixture(fx, backend: backend, tolerance: 1e-4, gradTolerance: 1e-3,
                                                         parametersFromFixture: true) { b, t in
                 let secret = t("input.secret"), image = t("input.image")

@@ -46,6 +46,19 @@ public func relativeErrors(_ actual: Tensor, _ expected: Tensor) -> (max: Double
     return (maxDiff / scale, ref2 == 0 ? diff2.squareRoot() : (diff2 / ref2).squareRoot())
 }
 
+/// The ways a test runs a graph: the interpreter (the oracle), the CPU backend with its Swift
+/// elementwise loops, and the CPU backend with GraphJIT.
+public enum TestBackend: String, CaseIterable, Sendable {
+    case interpreter, cpu, cpuJIT = "cpu+jit"
+    public var options: CompileOptions {
+        switch self {
+        case .interpreter: return CompileOptions(backend: .interpreter)
+        case .cpu: return CompileOptions(backend: .cpu, jit: false)
+        case .cpuJIT: return CompileOptions(backend: .cpu, jit: true)
+        }
+    }
+}
+
 /// Runs `graph` (no parameters) through a backend.
 public func evaluate(_ graph: Graph, _ feeds: [String: Tensor], backend: Backend = .interpreter) throws -> [String: Tensor] {
     let exe = try Compiler.compile(graph, for: Signature.of(graph), options: CompileOptions(backend: backend))
@@ -114,7 +127,7 @@ public func gradientCheck(_ inputs: [(String, Tensor)], eps: Float = 1e-2, sampl
 /// differentiated with our autodiff (L = sum(of * cotangent), or `of` itself for scalars) and
 /// compared too. Returns "name: errors" lines for every tensor over its tolerance (empty = pass)
 /// and the number of tensors compared.
-public func checkFixture(_ fx: Fixture, backend: Backend = .interpreter, tolerance: Double, gradTolerance: Double,
+public func checkFixture(_ fx: Fixture, backend: TestBackend = .interpreter, tolerance: Double, gradTolerance: Double,
                          parametersFromFixture: Bool = false,
                          build: (GraphBuilder, (String) -> ValueID) -> [String: ValueID]) throws -> (failures: [String], compared: Int) {
     let b = GraphBuilder(name: fx.name)
@@ -154,7 +167,7 @@ public func checkFixture(_ fx: Fixture, backend: Backend = .interpreter, toleran
             store[n] = t
         }
     }
-    let exe = try Compiler.compile(graph, for: Signature.of(graph), options: CompileOptions(backend: backend))
+    let exe = try Compiler.compile(graph, for: Signature.of(graph), options: backend.options)
     let result = try exe.run(feeds, parameters: &store)
     var failures: [String] = []
     for (name, t) in result {
