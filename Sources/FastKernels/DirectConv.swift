@@ -132,20 +132,23 @@ public enum DirectConv {
         var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
         var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), f0 = SIMD8<Float>(), f1 = SIMD8<Float>()
         for i in 0..<kh {
-            let row = x + i * rs
-            let wr = w + i * inner * 16
-            for j in 0..<inner {
-                let w0 = load(wr + j * 16), w1 = load(wr + j * 16 + 8)
-                let pa = SIMD8<Float>(repeating: row[j]), pb = SIMD8<Float>(repeating: row[j + ps])
-                let pc = SIMD8<Float>(repeating: row[j + 2 * ps])
+            // One pointer per pixel, advanced together: no index arithmetic in the loop.
+            var r0 = x + i * rs, r1 = r0 + ps, r2 = r0 + 2 * ps, r3 = r0 + 3 * ps, r4 = r0 + 4 * ps, r5 = r0 + 5 * ps
+            var wr = w + i * inner * 16
+            for _ in 0..<inner {
+                let w0 = load(wr), w1 = load(wr + 8)
+                let pa = SIMD8<Float>(repeating: r0.pointee), pb = SIMD8<Float>(repeating: r1.pointee)
+                let pc = SIMD8<Float>(repeating: r2.pointee)
                 a0.addProduct(pa, w0); a1.addProduct(pa, w1)
                 b0.addProduct(pb, w0); b1.addProduct(pb, w1)
                 c0.addProduct(pc, w0); c1.addProduct(pc, w1)
-                let pd = SIMD8<Float>(repeating: row[j + 3 * ps]), pe = SIMD8<Float>(repeating: row[j + 4 * ps])
-                let pf = SIMD8<Float>(repeating: row[j + 5 * ps])
+                let pd = SIMD8<Float>(repeating: r3.pointee), pe = SIMD8<Float>(repeating: r4.pointee)
+                let pf = SIMD8<Float>(repeating: r5.pointee)
                 d0.addProduct(pd, w0); d1.addProduct(pd, w1)
                 e0.addProduct(pe, w0); e1.addProduct(pe, w1)
                 f0.addProduct(pf, w0); f1.addProduct(pf, w1)
+                r0 += 1; r1 += 1; r2 += 1; r3 += 1; r4 += 1; r5 += 1
+                wr += 16
             }
         }
         e.store(a0, a1, out, valid: valid)

@@ -2,8 +2,8 @@ import Dispatch
 
 extension DirectConv {
     /// dk[kh, kw, ci, co] = sum over n, oy, ox of x_padded[n, oy*sh + kh, ox*sw + kw, ci] * dy[n, oy, ox, co].
-    /// Register tile: 6 consecutive (kw, ci) positions x 16 output channels, accumulated over every
-    /// output pixel; the tiles partition dk, so threads never write the same weights.
+    /// Register tile: 6 consecutive (kw, ci) positions x 16 output channels, accumulated over a
+    /// cache-sized chunk of output rows at a time; each core sums its half of the rows into its own dk.
     public static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>, _ g: Geometry) {
         let hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr
         let padded = g.pt + g.pb + g.pl + g.pr > 0
@@ -29,21 +29,39 @@ extension DirectConv {
         let inner = g.kw * g.ci
         let kTiles = (inner + tile - 1) / tile
         let jobs = g.kh * kTiles * blocks
-        let work = { (job: Int) in
-            let blk = job % blocks
-            let kt = (job / blocks) % kTiles
-            let i = job / (blocks * kTiles)
-            let j0 = kt * tile
-            let count = min(tile, inner - j0)
-            var acc = [SIMD8<Float>](repeating: SIMD8<Float>(), count: 2 * tile)
-            acc.withUnsafeMutableBufferPointer { a in
-                for b in 0..<g.n {
-                    for oy in 0..<g.oh {
-                        let row = src + ((b * hp + oy * g.sh + i) * wp) * g.ci + j0
-                        let grad = UnsafePointer(dyp + ((b * g.oh + oy) * g.ow) * cop + blk * lanes)
-                        if count == tile {
-                            var a0 = a[0], a1 = a[1], b0 = a[2], b1 = a[3], c0 = a[4], c1 = a[5]
-                            var d0 = a[6], d1 = a[7], e0 = a[8], e1 = a[9], f0 = a[10], f1 = a[11]
+        // The output rows (b, oy) are split between the cores, each accumulating into its own copy
+        // of dk ([kh * inner, cop]); each core walks its rows in chunks that stay in cache while
+        // every (kernel row, 6-position, 16-channel) tile passes over them. Without the chunks every
+        // tile streamed the whole image from memory.
+        let rows = g.n * g.oh
+        let parts = rows >= 2 ? 2 : 1
+        let rowBytes = g.ow * cop * 4 + g.sh * wp * g.ci * 4
+        let chunk = max(1, (192 * 1024) / max(rowBytes, 1))
+        let partialSize = g.kh * inner * cop
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: parts * partialSize)
+        defer { partials.deallocate() }
+        partials.initialize(repeating: 0, count: parts * partialSize)
+        let work = { (part: Int) in
+            let acc = partials + part * partialSize
+            let r0 = rows * part / parts, r1 = rows * (part + 1) / parts
+            var c0 = r0
+            while c0 < r1 {
+                let c1 = min(r1, c0 + chunk)
+                for job in 0..<jobs {
+                    let blk = job % blocks
+                    let kt = (job / blocks) % kTiles
+                    let i = job / (blocks * kTiles)
+                    let j0 = kt * tile
+                    let count = min(tile, inner - j0)
+                    let a = acc + (i * inner + j0) * cop + blk * lanes  // row r of the tile at a + r * cop
+                    if count == tile {
+                        var a0 = load(a), a1 = load(a + 8), b0 = load(a + cop), b1 = load(a + cop + 8)
+                        var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + 8), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + 8)
+                        var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + 8), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + 8)
+                        for r in c0..<c1 {
+                            let b = r / g.oh, oy = r % g.oh
+                            let row = src + ((b * hp + oy * g.sh + i) * wp) * g.ci + j0
+                            let grad = UnsafePointer(dyp + r * g.ow * cop + blk * lanes)
                             for ox in 0..<g.ow {
                                 let xr = row + ox * g.sw * g.ci
                                 let gr = grad + ox * cop
@@ -51,38 +69,51 @@ extension DirectConv {
                                 let pa = SIMD8<Float>(repeating: xr[0]), pb = SIMD8<Float>(repeating: xr[1]), pc = SIMD8<Float>(repeating: xr[2])
                                 a0.addProduct(pa, g0); a1.addProduct(pa, g1)
                                 b0.addProduct(pb, g0); b1.addProduct(pb, g1)
-                                c0.addProduct(pc, g0); c1.addProduct(pc, g1)
+                                c0v.addProduct(pc, g0); c1v.addProduct(pc, g1)
                                 let pd = SIMD8<Float>(repeating: xr[3]), pe = SIMD8<Float>(repeating: xr[4]), pf = SIMD8<Float>(repeating: xr[5])
                                 d0.addProduct(pd, g0); d1.addProduct(pd, g1)
                                 e0.addProduct(pe, g0); e1.addProduct(pe, g1)
                                 f0.addProduct(pf, g0); f1.addProduct(pf, g1)
                             }
-                            (a[0], a[1], a[2], a[3], a[4], a[5]) = (a0, a1, b0, b1, c0, c1)
-                            (a[6], a[7], a[8], a[9], a[10], a[11]) = (d0, d1, e0, e1, f0, f1)
-                        } else {
+                        }
+                        store(a0, a); store(a1, a + 8); store(b0, a + cop); store(b1, a + cop + 8)
+                        store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + 8); store(d0, a + 3 * cop); store(d1, a + 3 * cop + 8)
+                        store(e0, a + 4 * cop); store(e1, a + 4 * cop + 8); store(f0, a + 5 * cop); store(f1, a + 5 * cop + 8)
+                    } else {
+                        for r in c0..<c1 {
+                            let b = r / g.oh, oy = r % g.oh
+                            let row = src + ((b * hp + oy * g.sh + i) * wp) * g.ci + j0
+                            let grad = UnsafePointer(dyp + r * g.ow * cop + blk * lanes)
                             for ox in 0..<g.ow {
                                 let xr = row + ox * g.sw * g.ci
                                 let gr = grad + ox * cop
                                 let g0 = load(gr), g1 = load(gr + 8)
-                                for r in 0..<count {
-                                    let p = SIMD8<Float>(repeating: xr[r])
-                                    a[2 * r].addProduct(p, g0); a[2 * r + 1].addProduct(p, g1)
+                                for q in 0..<count {
+                                    let p = SIMD8<Float>(repeating: xr[q])
+                                    store(load(a + q * cop).addingProduct(p, g0), a + q * cop)
+                                    store(load(a + q * cop + 8).addingProduct(p, g1), a + q * cop + 8)
                                 }
                             }
                         }
                     }
                 }
-                let valid = min(lanes, g.co - blk * lanes)
-                for r in 0..<count {
-                    let out = dk + (i * inner + j0 + r) * g.co + blk * lanes
-                    for l in 0..<valid { out[l] = l < 8 ? a[2 * r][l] : a[2 * r + 1][l - 8] }
-                }
+                c0 = c1
             }
         }
-        if jobs >= 2 {
-            DispatchQueue.concurrentPerform(iterations: jobs) { work($0) }
+        if parts == 2 {
+            DispatchQueue.concurrentPerform(iterations: 2) { work($0) }
         } else {
-            for j in 0..<jobs { work(j) }
+            work(0)
+        }
+        for k in 0..<(g.kh * inner) {
+            for o in 0..<g.co {
+                var v: Float = 0
+                for part in 0..<parts { v += partials[part * partialSize + k * cop + o] }
+                dk[k * g.co + o] = v
+            }
         }
     }
+
+    @inline(__always)
+    static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) }
 }

@@ -37,6 +37,9 @@ final class ArenaProgram: @unchecked Sendable {
     /// Storage for graph constants, copied once.
     let constants: UnsafeMutablePointer<Float>
     let jit: JITKernels?
+    /// Fused output kernels run as contraction + in-place elementwise tail, with their argument tables.
+    let epilogues: [Int: (epilogue: OutputEpilogue, contractionArgs: UnsafeMutablePointer<UnsafePointer<Float>>,
+                          tailArgs: UnsafeMutablePointer<UnsafePointer<Float>>)]
     /// Runs share the arena: one at a time.
     let lock = NSLock()
 
@@ -74,7 +77,13 @@ final class ArenaProgram: @unchecked Sendable {
             table[i] = UnsafePointer(storage + cursor)
             cursor += t.count
         }
-        jit = options.jit ? try JITKernels(graph: graph, plan: plan, steps: steps) : nil
+        var epilogues: [Int: (OutputEpilogue, UnsafeMutablePointer<UnsafePointer<Float>>, UnsafeMutablePointer<UnsafePointer<Float>>)] = [:]
+        for s in steps {
+            guard case .fused(let f) = s.op, let e = OutputEpilogue(f, s) else { continue }
+            epilogues[s.value] = (e, .allocate(capacity: max(e.contraction.count, 1)), .allocate(capacity: e.tailStep.count))
+        }
+        self.epilogues = epilogues
+        jit = options.jit ? try JITKernels(graph: graph, plan: plan, steps: steps, epilogues: epilogues.mapValues(\.0)) : nil
     }
 
     deinit {
@@ -82,6 +91,7 @@ final class ArenaProgram: @unchecked Sendable {
         table.deallocate()
         argTable.deallocate()
         constants.deallocate()
+        for e in epilogues.values { e.contractionArgs.deallocate(); e.tailArgs.deallocate() }
     }
 
     func run(_ feeds: [String: Tensor], parameters: inout ParameterStore, profile: Profile?) -> [String: Tensor] {
@@ -154,6 +164,15 @@ final class ArenaProgram: @unchecked Sendable {
         if let jit, jit.run(s.value, x, out) { return .jit }
         if case .fused(let f) = s.op {
             if options.convolution == .direct, CPUKernels.fusedConvolution(f, s, x, out) { return .native }
+            if let (e, cArgs, tArgs) = epilogues[s.value] {
+                for (k, o) in e.contractionOperands.enumerated() { cArgs[k] = x[o] }
+                if CPUKernels.run(e.contraction, cArgs, out, convolution: options.convolution) {
+                    tArgs[0] = UnsafePointer(out)
+                    for (k, o) in e.tailOperands.enumerated() { tArgs[k + 1] = x[o] }
+                    if let jit, jit.runEpilogue(s.value, tArgs, out) { return .jit }
+                    if FusedLoops.run(e.tail, e.tailStep, tArgs, out) { return .native }
+                }
+            }
             if FusedLoops.run(f, s, x, out) { return .native }
         } else if CPUKernels.run(s, x, out, convolution: options.convolution) {
             return .native

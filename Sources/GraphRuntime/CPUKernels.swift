@@ -1,4 +1,5 @@
 import CBLAS
+import Dispatch
 import FastKernels
 import GraphIR
 import GraphKernels
@@ -24,7 +25,8 @@ enum CPUKernels {
         case .select:
             guard shapes.allSatisfy({ $0 == s.shape }) else { return false }
             for i in 0..<n { out[i] = x[0][i] != 0 ? x[1][i] : x[2][i] }
-        case .reduce(let r, let axes, _): return reduce(r, x[0], shapes[0], axes: axes, out)
+        case .reduce(let r, let axes, _):
+            if !reduce(r, x[0], shapes[0], axes: axes, out) { reduceStrided(r, x[0], shapes[0], axes: axes, out, n) }
         case .reshape: if UnsafePointer(out) != x[0] { out.update(from: x[0], count: n) }
         case .transpose(let perm):
             let xs = Shape.strides(shapes[0])
@@ -51,6 +53,8 @@ enum CPUKernels {
             let os = Shape.strides(s.shape)
             scatterCopy(x[0], shapes[0], into: out + zip(before, os).map(*).reduce(0, +), strides: os)
         case .upsampleNearest(let f): upsample(x[0], shapes[0], f, s.shape, out)
+        case .randomUniform(_, let key): random(x[0][0], key, n, normal: false, out)
+        case .randomNormal(_, let key): random(x[0][0], key, n, normal: true, out)
         default: return false
         }
         return true
@@ -101,7 +105,7 @@ enum CPUKernels {
         }
         guard body.outputs[0].value.index == ops.last!.offset else { return false }
         let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
-        if g.isPointwise || g.k == 0 || Shape.count(s.shape) == 0 { return false }
+        if !g.prefersDirect || g.k == 0 || Shape.count(s.shape) == 0 { return false }
         let geometry = DirectConv.Geometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
         DirectConv.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu)
         return true
@@ -206,6 +210,31 @@ enum CPUKernels {
         }
     }
 
+    /// Any other reduction (the upsampling gradient's [n, h, f, w, f, c] summed over the two f axes):
+    /// the input walked in order, each run of its last axis added into the output row it maps to.
+    static func reduceStrided(_ r: ReduceOp, _ x: UnsafePointer<Float>, _ shape: [Int], axes: [Int], _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+        var kept = shape
+        for a in axes { kept[a] = 1 }
+        let keptStrides = Shape.strides(kept)
+        let outStrides = shape.indices.map { axes.contains($0) ? 0 : keptStrides[$0] }
+        let count = Shape.count(shape) / max(n, 1)
+        out.update(repeating: r == .max ? -.infinity : 0, count: n)
+        guard let last = shape.last else { return }
+        let lastStride = outStrides[outStrides.count - 1]
+        var src = x
+        ReferenceKernels.gather(Array(shape.dropLast()), strides: Array(outStrides.dropLast()), origin: 0) { _, o in
+            let dst = out + o
+            switch (r, lastStride) {
+            case (.max, 0): for j in 0..<last { let v = src[j]; if v.isNaN || dst[0].isNaN { dst[0] = .nan } else if v > dst[0] { dst[0] = v } }
+            case (.max, _): for j in 0..<last { let v = src[j]; if v.isNaN || dst[j].isNaN { dst[j] = .nan } else if v > dst[j] { dst[j] = v } }
+            case (_, 0): var t: Float = 0; for j in 0..<last { t += src[j] }; dst[0] += t
+            default: for j in 0..<last { dst[j] += src[j] }
+            }
+            src += last
+        }
+        if r == .mean { let scale = 1 / Float(count); for i in 0..<n { out[i] *= scale } }
+    }
+
     /// out[i] = x[origin + sum(index_a * strides_a)] for every index of `shape`, the last axis as
     /// one run.
     static func stridedCopy(_ x: UnsafePointer<Float>, strides: [Int], origin: Int, _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
@@ -232,6 +261,19 @@ enum CPUKernels {
         ReferenceKernels.gather(Array(shape.dropLast()), strides: Array(strides.dropLast()), origin: 0) { _, o in
             (out + o).update(from: src, count: last)
             src += last
+        }
+    }
+
+    /// The reference kernel's counter-based numbers (a pure function of seed, key and index), on
+    /// both cores.
+    static func random(_ seed: Float, _ key: Int, _ n: Int, normal: Bool, _ out: UnsafeMutablePointer<Float>) {
+        let s = CounterRandom.seed(from: seed), k = UInt64(bitPattern: Int64(key))
+        nonisolated(unsafe) let result = out
+        let parts = n >= 1 << 14 ? 2 : 1
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            for i in (n * part / parts)..<(n * (part + 1) / parts) {
+                result[i] = normal ? CounterRandom.normal(seed: s, key: k, counter: UInt64(i)) : CounterRandom.uniform(seed: s, key: k, counter: UInt64(i))
+            }
         }
     }
 
@@ -275,6 +317,14 @@ enum CPUKernels {
         var rowsPerTile: Int { max(1, min(oh, (1 << 18) / max(1, ow * k))) }
 
         var isPointwise: Bool { kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w }
+
+        /// Whether DirectConv beats im2col + sgemm for this shape: measured with `stegastamp bench
+        /// --convolutions` (2026-11-25), the direct kernel wins from 32-pixel-wide outputs up and
+        /// sgemm below 24 (its 6-pixel tiles leave too few per row; sgemm's M is n*oh*ow regardless).
+        var prefersDirect: Bool { !isPointwise && ow >= 24 }
+        /// The same for the input gradient, which runs as a forward convolution over dy with
+        /// output width w (stride 1 only).
+        var prefersDirectInputGradient: Bool { !isPointwise && sh == 1 && sw == 1 && w >= 24 }
 
         /// Calls `body(b, y0, y1, col)` for every tile of output rows of every image, with a column
         /// buffer of `rowsPerTile` rows (allocated once per call).
@@ -340,7 +390,7 @@ enum CPUKernels {
                        _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: Bool) {
         let g = ConvGeometry(x: xShape, kernel: kShape, out: shape, c)
         if g.k == 0 { out.update(repeating: 0, count: Shape.count(shape)); return }
-        if direct && !g.isPointwise {
+        if direct && g.prefersDirect {
             let geometry = DirectConv.Geometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
             DirectConv.forward(x, kernel, out, geometry)
             return
@@ -365,7 +415,7 @@ enum CPUKernels {
         let g = ConvGeometry(x: shape, kernel: kShape, out: dyShape, c)
         let total = Shape.count(shape)
         if Shape.count(dyShape) == 0 || g.k == 0 { dx.update(repeating: 0, count: total); return }
-        if direct && !g.isPointwise && g.sh == 1 && g.sw == 1 {
+        if direct && g.prefersDirectInputGradient {
             let (kh, kw, ci, co) = (g.kh, g.kw, g.ci, g.co)
             let flipped = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * ci * co)
             defer { flipped.deallocate() }
@@ -403,7 +453,7 @@ enum CPUKernels {
         let g = ConvGeometry(x: xShape, kernel: shape, out: dyShape, c)
         dk.update(repeating: 0, count: Shape.count(shape))
         if Shape.count(dyShape) == 0 || g.k == 0 { return }
-        if direct && !g.isPointwise {
+        if direct && g.prefersDirect {
             let geometry = DirectConv.Geometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding)
             DirectConv.filterGradient(x, dy, dk, geometry)
             return

@@ -109,7 +109,7 @@ public final class Executable: @unchecked Sendable {
     /// The optimised LLVM IR of the executable's JIT-compiled kernels (nil without the JIT).
     public var llvmIR: String? { program?.jit?.module.ir }
     /// How many kernels of the schedule the JIT compiled.
-    public var jitKernelCount: Int { program?.jit?.kernels.count ?? 0 }
+    public var jitKernelCount: Int { (program?.jit?.kernels.count ?? 0) + (program?.jit?.epilogueKernels.count ?? 0) }
 
     init(graph: Graph, signature: Signature, options: CompileOptions, plan: MemoryPlan, program: ArenaProgram?) {
         self.program = program

@@ -16,11 +16,13 @@ final class JITKernels: @unchecked Sendable {
     let module: JITModule
     /// value index -> (function, loop nest)
     let kernels: [Int: (ElementwiseFunction, LoopNest)]
+    /// value index -> the elementwise tail of a fused output kernel
+    let epilogueKernels: [Int: (ElementwiseFunction, LoopNest)]
 
     /// Elements below which a kernel runs on one core (thread start-up costs more than it saves).
     static let parallelThreshold = 1 << 15
 
-    init(graph: Graph, plan: MemoryPlan, steps: [Step]) throws {
+    init(graph: Graph, plan: MemoryPlan, steps: [Step], epilogues: [Int: OutputEpilogue]) throws {
         var reuses: [Int: Int] = [:]
         for b in plan.buffers { if let r = b.reuses { reuses[b.value.index] = r.index } }
         var specs: [ElementwiseKernel] = []
@@ -35,10 +37,13 @@ final class JITKernels: @unchecked Sendable {
             let inPlace = Set(s.operands.indices.filter { reuses[s.value] == s.operands[$0] && s.operandShapes[$0] == s.shape })
             specs.append(ElementwiseKernel(name: "k\(s.value)", body: body, operandShapes: s.operandShapes, shape: s.shape, inPlaceOperands: inPlace))
         }
-        module = try JITModule(specs)
-        var kernels: [Int: (ElementwiseFunction, LoopNest)] = [:]
+        let tails = epilogues.sorted { $0.key < $1.key }.map { $0.value.jitKernel(name: "e\($0.key)") }
+        module = try JITModule(specs + tails)
+        var kernels: [Int: (ElementwiseFunction, LoopNest)] = [:], epilogueKernels = kernels
         for k in specs { kernels[Int(k.name.dropFirst())!] = (module.functions[k.name]!, module.nests[k.name]!) }
+        for k in tails { epilogueKernels[Int(k.name.dropFirst())!] = (module.functions[k.name]!, module.nests[k.name]!) }
         self.kernels = kernels
+        self.epilogueKernels = epilogueKernels
     }
 
     /// A one-op body (inputs arg0..) so a standalone elementwise op compiles like a fused loop.
@@ -52,6 +57,18 @@ final class JITKernels: @unchecked Sendable {
     /// Runs the kernel of `value` if there is one; false otherwise.
     func run(_ value: Int, _ x: Args, _ out: UnsafeMutablePointer<Float>) -> Bool {
         guard let (f, nest) = kernels[value] else { return false }
+        Self.call(f, nest, x, out)
+        return true
+    }
+
+    /// Runs the epilogue (tail) kernel of the fused output kernel `value`; its operand 0 is `out`.
+    func runEpilogue(_ value: Int, _ x: Args, _ out: UnsafeMutablePointer<Float>) -> Bool {
+        guard let (f, nest) = epilogueKernels[value] else { return false }
+        Self.call(f, nest, x, out)
+        return true
+    }
+
+    static func call(_ f: ElementwiseFunction, _ nest: LoopNest, _ x: Args, _ out: UnsafeMutablePointer<Float>) {
         let outer = nest.extents[0]
         if outer >= 2 && outer * nest.innerCount >= Self.parallelThreshold {
             let half = Int64(outer / 2)
@@ -63,6 +80,5 @@ final class JITKernels: @unchecked Sendable {
         } else {
             f(x, out, 0, Int64(outer))
         }
-        return true
     }
 }

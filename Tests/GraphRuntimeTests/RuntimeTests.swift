@@ -119,6 +119,11 @@ final class CPUBackendTests: XCTestCase {
             ([1, 40, 33, 6], [3, 3, 6, 8], [1, 2], [1, 1, 0, 1]),
             ([1, 8, 8, 4], [3, 3, 4, 5], [1, 1], [0, 0, 0, 0]),
             ([2, 10, 9, 17], [3, 3, 17, 18], [1, 1], [1, 1, 1, 1]),
+            // Wide enough (>= 24 output columns) for the direct kernels.
+            ([1, 5, 30, 5], [3, 3, 5, 20], [1, 1], [1, 1, 1, 1]),
+            ([2, 5, 52, 4], [3, 3, 4, 17], [2, 2], [0, 1, 0, 1]),
+            ([1, 4, 27, 6], [2, 2, 6, 9], [1, 1], [0, 1, 0, 1]),
+            ([1, 6, 26, 3], [7, 7, 3, 3], [1, 1], [3, 3, 3, 3]),
         ]
         for (i, (xs, ks, s, p)) in cases.enumerated() {
             let c = ConvAttributes(strides: s, padding: p)
@@ -138,7 +143,9 @@ final class CPUBackendTests: XCTestCase {
     func testFusedConvolutionEpilogue() throws {
         for (i, (xs, ks, s, p, relu)) in [([2, 9, 7, 5], [3, 3, 5, 20], [1, 1], [1, 1, 1, 1], true),
                                            ([1, 12, 10, 3], [3, 3, 3, 8], [2, 2], [0, 1, 0, 1], false),
-                                           ([1, 6, 6, 4], [2, 2, 4, 33], [1, 1], [0, 1, 0, 1], true)].enumerated() {
+                                           ([1, 6, 6, 4], [2, 2, 4, 33], [1, 1], [0, 1, 0, 1], true),
+                                           ([1, 5, 30, 4], [3, 3, 4, 20], [1, 1], [1, 1, 1, 1], true),
+                                           ([2, 4, 26, 7], [1, 1, 7, 3], [1, 1], [0, 0, 0, 0], false)].enumerated() {
             let b = GraphBuilder(name: "fused")
             let x = b.input("x", xs), k = b.input("k", ks), bias = b.input("bias", [ks[3]])
             var y = b.add(b.conv2d(x, k, strides: s, padding: p), bias)
@@ -146,11 +153,30 @@ final class CPUBackendTests: XCTestCase {
             b.output("y", y)
             let g = try b.finish()
             let feeds = ["x": randomTensor(xs, seed: UInt64(i)), "k": randomTensor(ks, seed: 10 + UInt64(i)), "bias": randomTensor([ks[3]], seed: 20 + UInt64(i))]
-            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: .direct))
-            XCTAssertTrue(exe.graph.values.contains { if case .fused(let f)? = $0.op { return f.kind == .output } else { return false } })
-            let ref = try evaluate(g, feeds, backend: .interpreter)["y"]!
-            XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref).max, 1e-5, "case \(i)")
+            for jit in [false, true] {
+                let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: .direct, jit: jit))
+                XCTAssertTrue(exe.graph.values.contains { if case .fused(let f)? = $0.op { return f.kind == .output } else { return false } })
+                let ref = try evaluate(g, feeds, backend: .interpreter)["y"]!
+                XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref).max, 1e-5, "case \(i) jit \(jit)")
+            }
         }
+    }
+
+    /// Output kernels the direct convolution's epilogue does not cover run as contraction + an
+    /// elementwise tail over the result in place: dense layers, residuals, other activations.
+    func testOutputKernelEpilogues() throws {
+        let b = GraphBuilder(name: "epilogues")
+        let a = b.input("a", [4, 40]), w = b.input("w", [40, 24]), bias = b.input("bias", [24])
+        let x = b.input("x", [2, 6, 8, 5]), k = b.input("k", [3, 3, 5, 6]), r = b.input("r", [2, 6, 8, 6])
+        b.output("dense", b.relu(b.add(b.matmul(a, w), bias)))
+        b.output("residual", b.unary(.tanh, b.add(b.mul(b.conv2d(x, k, strides: [1, 1], padding: [1, 1, 1, 1]), b.constant(0.5)), r)))
+        let g = try b.finish()
+        let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, jit: true))
+        let outputKernels = exe.graph.values.filter { if case .fused(let f)? = $0.op { return f.kind == .output } else { return false } }
+        XCTAssertEqual(outputKernels.count, 2)
+        XCTAssertEqual(exe.jitKernelCount, 2, "both tails compiled")
+        try compare(g, ["a": randomTensor([4, 40], seed: 1), "w": randomTensor([40, 24], seed: 2), "bias": randomTensor([24], seed: 3),
+                        "x": randomTensor([2, 6, 8, 5], seed: 4), "k": randomTensor([3, 3, 5, 6], seed: 5), "r": randomTensor([2, 6, 8, 6], seed: 6)])
     }
 
     /// The arena kernels for reductions and data movement, including ones that fall back to the
@@ -159,7 +185,7 @@ final class CPUBackendTests: XCTestCase {
         let b = GraphBuilder(name: "moves")
         let x = b.input("x", [2, 5, 6, 3]), y = b.input("y", [2, 5, 6, 4]), v = b.input("v", [6, 1])
         for (k, (r, axes)) in [(ReduceOp.sum, [0, 1, 2]), (.mean, [3]), (.max, [1, 2]), (.sum, [0, 1, 2, 3]), (.max, [0, 2]),
-                               (.mean, [0]), (.sum, [1])].enumerated() {
+                               (.mean, [0]), (.sum, [1]), (.sum, [1, 3]), (.mean, [0, 2]), (.max, [1, 3])].enumerated() {
             b.output("r\(k)", b.apply(.reduce(r, axes: axes, keepDims: k % 2 == 0), [x]))
         }
         b.output("t", b.transpose(x, [0, 3, 1, 2]))
@@ -175,10 +201,14 @@ final class CPUBackendTests: XCTestCase {
         // A chain whose intermediates die at once: the plan reuses buffers in place.
         let chain = b.unary(.exp, b.mul(b.add(x, b.constant(1)), b.unary(.tanh, x)))
         b.output("chain", b.apply(.reduce(.sum, axes: [3], keepDims: false), [b.sub(chain, b.slice(y, begin: [0, 0, 0, 0], end: [2, 5, 6, 3]))]))
+        let seed = b.input("seed", [])
+        b.output("uniform", b.apply(.randomUniform(shape: [20000], key: 3), [seed]))
+        b.output("normal", b.apply(.randomNormal(shape: [3, 7000], key: 4), [seed]))
         b.output("inplace", b.unary(.exp, b.slice(y, begin: [0, 1, 0, 1], end: [2, 5, 6, 4])))
         b.output("sel", b.select(b.binary(.greater, x, b.constant(0)), x, b.neg(x)))
         let g = try b.finish()
-        try compare(g, ["x": randomTensor([2, 5, 6, 3], seed: 11), "y": randomTensor([2, 5, 6, 4], seed: 12), "v": randomTensor([6, 1], seed: 13)])
+        try compare(g, ["x": randomTensor([2, 5, 6, 3], seed: 11), "y": randomTensor([2, 5, 6, 4], seed: 12), "v": randomTensor([6, 1], seed: 13),
+                         "seed": Tensor(42)])
         let exe = try Compiler.compile(g, for: Signature.of(g))
         XCTAssertTrue(exe.plan.buffers.contains { $0.reuses != nil }, "the test should exercise in-place reuse")
     }
