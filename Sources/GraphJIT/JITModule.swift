@@ -3,7 +3,10 @@ import Foundation
 import GraphIR
 
 /// An elementwise kernel to compile: a body graph (its inputs are the operands, in order; its ops
-/// are unary, binary or select at the result's shape; one output) and the static shapes it runs at.
+/// are unary, binary or select at one shape; one output) and the static shapes it runs at. The
+/// output may also be a reduction over the trailing axes of the elementwise result (a fused
+/// `input` kernel: a loss's sum of squares, a mean over pixels), accumulated in double like the
+/// reference kernel.
 public struct ElementwiseKernel: Sendable {
     public var name: String
     public var body: Graph
@@ -26,17 +29,48 @@ public struct ElementwiseKernel: Sendable {
         body.values.compactMap { if case .constant(let t) = $0.definition, t.count > 1 { return t } else { return nil } }
     }
 
-    /// Whether `body` is something this JIT compiles: elementwise ops at `shape`, an op as output.
+    /// The final reduction, when the body ends in one: its kind, the shape it reduces and how many
+    /// leading axes it keeps.
+    public var reduction: (op: ReduceOp, input: [Int], kept: Int)? { Self.reduction(of: body) }
+
+    static func reduction(of body: Graph) -> (op: ReduceOp, input: [Int], kept: Int)? {
+        guard case .op(.reduce(let r, let axes, _), let x) = body[body.outputs[0].value].definition else { return nil }
+        let input = body[x[0]].shape
+        let kept = input.count - axes.count
+        guard axes.sorted() == Array(kept..<input.count) else { return nil }
+        return (r, input, kept)
+    }
+
+    /// The shape the loops run over: the result's, or the reduced input's.
+    var iterationShape: [Int] { reduction?.input ?? shape }
+
+    /// For a reduction, the output seen from the loop shape (reduced axes of size 1): walked as a
+    /// last pseudo-operand, so loop merging never crosses from kept into reduced axes.
+    var outputView: [[Int]] {
+        guard let r = reduction else { return [] }
+        return [Array(r.input[..<r.kept]) + [Int](repeating: 1, count: r.input.count - r.kept)]
+    }
+
+    /// Whether `body` is something this JIT compiles: elementwise ops at `shape`, an op as output;
+    /// or elementwise ops ending in a reduction over trailing axes whose result has `shape`.
     public static func accepts(_ body: Graph, shape: [Int]) -> Bool {
-        for v in body.values {
+        guard body.outputs.count == 1, body[body.outputs[0].value].op != nil else { return false }
+        let red = reduction(of: body)
+        let loopShape = red?.input ?? shape
+        for (i, v) in body.values.enumerated() {
             switch v.definition {
-            case .op(.unary, _), .op(.binary, _), .op(.select, _): if v.shape != shape { return false }
+            case .op(.unary, _), .op(.binary, _), .op(.select, _): if v.shape != loopShape { return false }
+            case .op(.reduce, _): if red == nil || i != body.outputs[0].value.index || Shape.count(v.shape) != Shape.count(shape) { return false }
             case .op: return false
             case .parameter: return false
             case .input, .constant: continue
             }
         }
-        return body.outputs.count == 1 && body[body.outputs[0].value].op != nil
+        // Inputs must broadcast to the loop shape (a reduction's operands are read at its input shape).
+        return body.values.allSatisfy { v in
+            if case .input = v.definition { return Shape.broadcast([v.shape, loopShape]) == loopShape }
+            return true
+        }
     }
 }
 
@@ -55,6 +89,8 @@ public struct JITError: Error, CustomStringConvertible {
 public final class JITModule: @unchecked Sendable {
     public let functions: [String: ElementwiseFunction]
     public let nests: [String: LoopNest]
+    /// Whether the outermost loop may be split between threads (not when it runs over reduced axes).
+    public let splittable: [String: Bool]
     /// The optimised LLVM IR of the whole module (what was compiled).
     public let ir: String
     private let jit: LLVMOrcLLJITRef
@@ -91,12 +127,14 @@ public final class JITModule: @unchecked Sendable {
         LLVMSetModuleDataLayout(module, layout)
 
         var nests: [String: LoopNest] = [:]
+        var splittable: [String: Bool] = [:]
         let builder = LLVMCreateBuilderInContext(context)!
         defer { LLVMDisposeBuilder(builder) }
         for k in kernels {
             guard ElementwiseKernel.accepts(k.body, shape: k.shape) else { throw JITError("kernel \(k.name) is not elementwise") }
-            let nest = LoopNest(shape: k.shape, operandShapes: k.operandShapes + k.arrayConstants.map(\.shape))
+            let nest = LoopNest(shape: k.iterationShape, operandShapes: k.operandShapes + k.arrayConstants.map(\.shape) + k.outputView)
             nests[k.name] = nest
+            splittable[k.name] = nest.extents.count > 0 && (k.reduction == nil || nest.strides.last![0] != 0)
             let fn = KernelEmitter(context: context, module: module, builder: builder, kernel: k, nest: nest).emit()
             for (key, value) in [("target-cpu", cpu), ("target-features", features)] {
                 let attr = LLVMCreateStringAttribute(context, key, UInt32(key.utf8.count), value, UInt32(strlen(value)))
@@ -135,6 +173,7 @@ public final class JITModule: @unchecked Sendable {
         }
         self.functions = functions
         self.nests = nests
+        self.splittable = splittable
     }
 
     deinit { LLVMOrcDisposeLLJIT(jit) }
@@ -170,6 +209,9 @@ struct KernelEmitter {
         LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(context, noalias, 0))
         let entry = LLVMAppendBasicBlockInContext(context, fn, "entry")
         LLVMPositionBuilderAtEnd(builder, entry)
+        let double = LLVMDoubleTypeInContext(context)!
+        // A reduction's accumulator (promoted to a register by the optimiser).
+        let accumulator = kernel.reduction == nil ? nil : LLVMBuildAlloca(builder, double, "acc")
         let args = LLVMGetParam(fn, 0)!, out = LLVMGetParam(fn, 1)!
         let operands: [LLVMValueRef] = kernel.operandShapes.indices.map { k in
             if kernel.inPlaceOperands.contains(k) { return out }
@@ -197,9 +239,27 @@ struct KernelEmitter {
             var index: [LLVMValueRef?] = [offset]
             return index.withUnsafeMutableBufferPointer { LLVMBuildInBoundsGEP2(builder, float, pointer, $0.baseAddress, 1, "")! }
         }
-        // offsets[k] for operands, the last entry for the output (row-major over the nest).
-        let outStrides = Shape.strides(nest.extents)
+        // offsets[k] for operands, the last entry for the output (row-major over the nest, or the
+        // reduction's output view: stride 0 along reduced axes).
+        let outStrides = kernel.reduction == nil ? Shape.strides(nest.extents) : nest.strides[nest.strides.count - 1]
+        let red = kernel.reduction
+        // The first loop axis of the reduced block (reduced axes are trailing).
+        var reducedAxis = rank
+        while reducedAxis > 0 && outStrides[reducedAxis - 1] == 0 { reducedAxis -= 1 }
+        let reducedCount = red.map { Shape.count($0.input) / max(Shape.count(kernel.shape), 1) } ?? 1
+        var inReduction = false
         func loops(_ axis: Int, _ offsets: [LLVMValueRef]) {
+            if let red, let accumulator, axis == reducedAxis, !inReduction {
+                let initial: Double = red.op == .max ? -.infinity : 0
+                LLVMBuildStore(builder, LLVMConstReal(double, initial), accumulator)
+                inReduction = true
+                loops(axis, offsets)
+                inReduction = false
+                var total = LLVMBuildLoad2(builder, double, accumulator, "")!
+                if red.op == .mean { total = LLVMBuildFDiv(builder, total, LLVMConstReal(double, Double(reducedCount)), "")! }
+                LLVMBuildStore(builder, LLVMBuildFPTrunc(builder, total, float, "")!, element(out, offsets.last!))
+                return
+            }
             if axis == rank {
                 var values = [LLVMValueRef?](repeating: nil, count: kernel.body.values.count)
                 var next = 0
@@ -218,11 +278,27 @@ struct KernelEmitter {
                         case .unary(let u): values[i] = codegen.unary(u, x[0])
                         case .binary(let b): values[i] = codegen.binary(b, x[0], x[1])
                         case .select: values[i] = codegen.select3(x[0], x[1], x[2])
+                        case .reduce: continue  // accumulated below
                         default: fatalError("checked by ElementwiseKernel.accepts")
                         }
                     }
                 }
-                LLVMBuildStore(builder, values[kernel.body.outputs[0].value.index]!, element(out, offsets.last!))
+                if let red, let accumulator {
+                    // The reduce op's operand, widened; max keeps NaN once it has seen one.
+                    guard case .op(_, let a) = kernel.body[kernel.body.outputs[0].value].definition else { fatalError() }
+                    let v = LLVMBuildFPExt(builder, values[a[0].index]!, double, "")!
+                    let acc = LLVMBuildLoad2(builder, double, accumulator, "")!
+                    let next: LLVMValueRef
+                    if red.op == .max {
+                        let larger = LLVMBuildSelect(builder, LLVMBuildFCmp(builder, LLVMRealOGT, v, acc, ""), v, acc, "")!
+                        next = LLVMBuildSelect(builder, LLVMBuildFCmp(builder, LLVMRealUNO, v, acc, ""), LLVMConstReal(double, .nan), larger, "")!
+                    } else {
+                        next = LLVMBuildFAdd(builder, acc, v, "")!
+                    }
+                    LLVMBuildStore(builder, next, accumulator)
+                } else {
+                    LLVMBuildStore(builder, values[kernel.body.outputs[0].value.index]!, element(out, offsets.last!))
+                }
                 return
             }
             let from = axis == 0 ? begin : int(0), to = axis == 0 ? end : int(nest.extents[axis])

@@ -10,14 +10,16 @@ public enum JITOption {
     public static var standard: Bool { ProcessInfo.processInfo.environment["STEGASTAMP_JIT"] != "0" }
 }
 
-/// The GraphJIT kernels of one executable: every fused elementwise loop and every standalone
-/// unary, binary or select op of the schedule, compiled together when the executable is compiled.
+/// The GraphJIT kernels of one executable: every fused elementwise loop, every fused reduction
+/// (input kernel) over trailing axes, every standalone unary, binary or select op, and the
+/// elementwise tails of fused output kernels, compiled together when the executable is compiled.
 final class JITKernels: @unchecked Sendable {
     let module: JITModule
     /// value index -> (function, loop nest)
-    let kernels: [Int: (ElementwiseFunction, LoopNest)]
+    typealias Compiled = (function: ElementwiseFunction, nest: LoopNest, splittable: Bool)
+    let kernels: [Int: Compiled]
     /// value index -> the elementwise tail of a fused output kernel
-    let epilogueKernels: [Int: (ElementwiseFunction, LoopNest)]
+    let epilogueKernels: [Int: Compiled]
 
     /// Elements below which a kernel runs on one core (thread start-up costs more than it saves).
     static let parallelThreshold = 1 << 15
@@ -29,7 +31,7 @@ final class JITKernels: @unchecked Sendable {
         for s in steps {
             let body: Graph
             switch s.op {
-            case .fused(let f) where f.kind == .loop: body = f.body
+            case .fused(let f) where f.kind == .loop || f.kind == .input: body = f.body
             case .unary, .binary, .select: body = try Self.singleOpBody(s)
             default: continue
             }
@@ -39,9 +41,11 @@ final class JITKernels: @unchecked Sendable {
         }
         let tails = epilogues.sorted { $0.key < $1.key }.map { $0.value.jitKernel(name: "e\($0.key)") }
         module = try JITModule(specs + tails)
-        var kernels: [Int: (ElementwiseFunction, LoopNest)] = [:], epilogueKernels = kernels
-        for k in specs { kernels[Int(k.name.dropFirst())!] = (module.functions[k.name]!, module.nests[k.name]!) }
-        for k in tails { epilogueKernels[Int(k.name.dropFirst())!] = (module.functions[k.name]!, module.nests[k.name]!) }
+        var kernels: [Int: Compiled] = [:], epilogueKernels = kernels
+        let module = module
+        func compiled(_ name: String) -> Compiled { (module.functions[name]!, module.nests[name]!, module.splittable[name]!) }
+        for k in specs { kernels[Int(k.name.dropFirst())!] = compiled(k.name) }
+        for k in tails { epilogueKernels[Int(k.name.dropFirst())!] = compiled(k.name) }
         self.kernels = kernels
         self.epilogueKernels = epilogueKernels
     }
@@ -56,21 +60,22 @@ final class JITKernels: @unchecked Sendable {
 
     /// Runs the kernel of `value` if there is one; false otherwise.
     func run(_ value: Int, _ x: Args, _ out: UnsafeMutablePointer<Float>) -> Bool {
-        guard let (f, nest) = kernels[value] else { return false }
-        Self.call(f, nest, x, out)
+        guard let k = kernels[value] else { return false }
+        Self.call(k, x, out)
         return true
     }
 
     /// Runs the epilogue (tail) kernel of the fused output kernel `value`; its operand 0 is `out`.
     func runEpilogue(_ value: Int, _ x: Args, _ out: UnsafeMutablePointer<Float>) -> Bool {
-        guard let (f, nest) = epilogueKernels[value] else { return false }
-        Self.call(f, nest, x, out)
+        guard let k = epilogueKernels[value] else { return false }
+        Self.call(k, x, out)
         return true
     }
 
-    static func call(_ f: ElementwiseFunction, _ nest: LoopNest, _ x: Args, _ out: UnsafeMutablePointer<Float>) {
+    static func call(_ k: Compiled, _ x: Args, _ out: UnsafeMutablePointer<Float>) {
+        let (f, nest) = (k.function, k.nest)
         let outer = nest.extents[0]
-        if outer >= 2 && outer * nest.innerCount >= Self.parallelThreshold {
+        if k.splittable && outer >= 2 && outer * nest.innerCount >= Self.parallelThreshold {
             let half = Int64(outer / 2)
             // The two halves write disjoint ranges of `out`.
             nonisolated(unsafe) let (args, result) = (x, out)

@@ -25,6 +25,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed iterations per workload.") var iterations = 5
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
     @Flag(help: "cpu backend: Swift loops for elementwise kernels instead of GraphJIT.") var noJit = false
+    @Option(help: "--worker: wait this long before each timed call (untimed), so threads a previous worker left spinning (onnxruntime, OpenMP, Eigen) have gone idle.")
+    var settleMs = 0
     @Flag(help: "Instead of the workloads: every distinct convolution of W3 alone, in GFLOP/s and % of the sgemm peak.")
     var convolutions = false
     @Flag(help: "After the table, the time per op kind of the last iteration of each workload.") var profile = false
@@ -111,6 +113,7 @@ struct Bench: ParsableCommand {
                 let cmd = line.trimmingCharacters(in: .whitespaces)
                 if cmd == "quit" { break }
                 if cmd != "run" { continue }
+                if settleMs > 0 { usleep(UInt32(settleMs) * 1000) }
                 let t = Date()
                 _ = try exe.run(built.feeds, parameters: &store)
                 emit(#"{"t": \#(Date().timeIntervalSince(t))}"#)

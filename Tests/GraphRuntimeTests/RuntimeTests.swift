@@ -275,6 +275,37 @@ final class JITTests: XCTestCase {
         }
     }
 
+    /// Fused reductions (elementwise producers + a reduction over trailing axes) compile too, with
+    /// double accumulation like the reference kernel; large ones split over the kept axes only.
+    func testFusedReductionsMatchTheInterpreter() throws {
+        let b = GraphBuilder(name: "reductions")
+        let x = b.input("x", [4, 64, 64, 3]), y = b.input("y", [4, 64, 64, 3]), s = b.input("s", [3])
+        let d = b.sub(x, y)
+        b.output("mse", b.apply(.reduce(.mean, axes: [0, 1, 2, 3], keepDims: false), [b.mul(d, d)]))
+        b.output("rows", b.apply(.reduce(.sum, axes: [3], keepDims: true), [b.unary(.exp, b.mul(x, s))]))
+        b.output("pixels", b.apply(.reduce(.mean, axes: [1, 2, 3], keepDims: false), [b.unary(.abs, d)]))
+        b.output("max", b.apply(.reduce(.max, axes: [2, 3], keepDims: false), [b.add(x, y)]))
+        let g = try b.finish()
+        var xs = randomTensor([4, 64, 64, 3], seed: 21)
+        xs.scalars[5000] = .nan  // image 0: its "max" row must come out NaN
+        let feeds = ["x": xs, "y": randomTensor([4, 64, 64, 3], seed: 22), "s": randomTensor([3], seed: 23)]
+        let ref = try evaluate(g, feeds, backend: .interpreter)
+        let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, jit: true))
+        let inputKernels = exe.graph.values.filter { if case .fused(let f)? = $0.op { return f.kind == .input } else { return false } }
+        XCTAssertEqual(inputKernels.count, 4)
+        XCTAssertGreaterThanOrEqual(exe.jitKernelCount, 4)
+        let out = try exe.run(feeds)
+        for (name, t) in ref {
+            let got = out[name]!
+            XCTAssertEqual(got.shape, t.shape, name)
+            for i in t.scalars.indices {
+                if t.scalars[i].isNaN { XCTAssertTrue(got.scalars[i].isNaN, "\(name)[\(i)]") } else {
+                    XCTAssertEqual(Double(got.scalars[i]), Double(t.scalars[i]), accuracy: 1e-5 * max(1, abs(Double(t.scalars[i]))), "\(name)[\(i)]")
+                }
+            }
+        }
+    }
+
     /// The JIT's elementwise kernels take both cores above a size; the halves must join exactly.
     func testLargeKernelsSplitAcrossCoresMatch() throws {
         let b = GraphBuilder(name: "big")
