@@ -5,48 +5,60 @@ extension DirectConv {
     /// Register tile: 6 consecutive (kw, ci) positions x 16 output channels, accumulated over a
     /// cache-sized chunk of output rows at a time; each core sums its half of the rows into its own dk.
     public static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>, _ g: Geometry) {
-        let hp = g.h + g.pt + g.pb, wp = g.w + g.pl + g.pr
-        let padded = g.pt + g.pb + g.pl + g.pr > 0
-        let xp: UnsafeMutablePointer<Float>? = padded ? .allocate(capacity: g.n * hp * wp * g.ci) : nil
-        defer { xp?.deallocate() }
-        if let xp {
-            xp.initialize(repeating: 0, count: g.n * hp * wp * g.ci)
-            for b in 0..<g.n {
-                for row in 0..<g.h {
-                    (xp + ((b * hp + row + g.pt) * wp + g.pl) * g.ci).update(from: x + (b * g.h + row) * g.w * g.ci, count: g.w * g.ci)
-                }
-            }
-        }
-        let src = UnsafePointer(xp) ?? x
-        // dy with channels padded to a multiple of 16: [n*oh*ow, cop].
+        let wp = g.w + g.pl + g.pr
         let blocks = (g.co + lanes - 1) / lanes
         let cop = blocks * lanes
-        let pixels = g.n * g.oh * g.ow
-        let dyp = UnsafeMutablePointer<Float>.allocate(capacity: pixels * cop)
-        defer { dyp.deallocate() }
-        dyp.initialize(repeating: 0, count: pixels * cop)
-        for p in 0..<pixels { (dyp + p * cop).update(from: dy + p * g.co, count: g.co) }
         let inner = g.kw * g.ci
         let kTiles = (inner + tile - 1) / tile
         let jobs = g.kh * kTiles * blocks
         // The output rows (b, oy) are split between the cores, each accumulating into its own copy
-        // of dk ([kh * inner, cop]); each core walks its rows in chunks that stay in cache while
-        // every (kernel row, 6-position, 16-channel) tile passes over them. Without the chunks every
-        // tile streamed the whole image from memory.
+        // of dk ([kh * inner, cop]). Each core walks its rows in chunks (within one image) small
+        // enough to stay in cache while every (kernel row, 6-position, 16-channel) tile passes over
+        // them; a chunk's input rows are copied, zero-padded, into the core's own buffer (and dy's
+        // rows too when co is not a multiple of 16), so nothing image-sized is ever copied.
         let rows = g.n * g.oh
         let parts = rows >= 2 ? 2 : 1
         let rowBytes = g.ow * cop * 4 + g.sh * wp * g.ci * 4
         let chunk = max(1, (192 * 1024) / max(rowBytes, 1))
+        let xRows = (chunk - 1) * g.sh + g.kh
         let partialSize = g.kh * inner * cop
         let partials = UnsafeMutablePointer<Float>.allocate(capacity: parts * partialSize)
         defer { partials.deallocate() }
         partials.initialize(repeating: 0, count: parts * partialSize)
         let work = { (part: Int) in
             let acc = partials + part * partialSize
+            let xBuffer = UnsafeMutablePointer<Float>.allocate(capacity: xRows * wp * g.ci)
+            defer { xBuffer.deallocate() }
+            let dyBuffer: UnsafeMutablePointer<Float>? = cop == g.co ? nil : .allocate(capacity: chunk * g.ow * cop)
+            defer { dyBuffer?.deallocate() }
+            dyBuffer?.initialize(repeating: 0, count: chunk * g.ow * cop)
             let r0 = rows * part / parts, r1 = rows * (part + 1) / parts
             var c0 = r0
             while c0 < r1 {
-                let c1 = min(r1, c0 + chunk)
+                let b = c0 / g.oh, oy0 = c0 % g.oh
+                let c1 = min(r1, c0 + chunk, (b + 1) * g.oh)  // one image per chunk
+                // Input rows oy0*sh - pt ..< that + needed, zero outside the image and in the pads.
+                let top = oy0 * g.sh - g.pt
+                let needed = (c1 - c0 - 1) * g.sh + g.kh
+                for r in 0..<needed {
+                    let dst = xBuffer + r * wp * g.ci
+                    let iy = top + r
+                    if iy < 0 || iy >= g.h {
+                        dst.update(repeating: 0, count: wp * g.ci)
+                    } else {
+                        dst.update(repeating: 0, count: g.pl * g.ci)
+                        (dst + g.pl * g.ci).update(from: x + (b * g.h + iy) * g.w * g.ci, count: g.w * g.ci)
+                        (dst + (g.pl + g.w) * g.ci).update(repeating: 0, count: g.pr * g.ci)
+                    }
+                }
+                let gradBase: UnsafePointer<Float>
+                if let dyBuffer {
+                    for p in 0..<((c1 - c0) * g.ow) { (dyBuffer + p * cop).update(from: dy + (c0 * g.ow + p) * g.co, count: g.co) }
+                    gradBase = UnsafePointer(dyBuffer)
+                } else {
+                    gradBase = dy + c0 * g.ow * g.co
+                }
+                let src = UnsafePointer(xBuffer)
                 for job in 0..<jobs {
                     let blk = job % blocks
                     let kt = (job / blocks) % kTiles
@@ -58,10 +70,9 @@ extension DirectConv {
                         var a0 = load(a), a1 = load(a + 8), b0 = load(a + cop), b1 = load(a + cop + 8)
                         var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + 8), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + 8)
                         var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + 8), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + 8)
-                        for r in c0..<c1 {
-                            let b = r / g.oh, oy = r % g.oh
-                            let row = src + ((b * hp + oy * g.sh + i) * wp) * g.ci + j0
-                            let grad = UnsafePointer(dyp + r * g.ow * cop + blk * lanes)
+                        for r in 0..<(c1 - c0) {
+                            let row = src + ((r * g.sh + i) * wp) * g.ci + j0
+                            let grad = gradBase + r * g.ow * cop + blk * lanes
                             for ox in 0..<g.ow {
                                 let xr = row + ox * g.sw * g.ci
                                 let gr = grad + ox * cop
@@ -80,10 +91,9 @@ extension DirectConv {
                         store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + 8); store(d0, a + 3 * cop); store(d1, a + 3 * cop + 8)
                         store(e0, a + 4 * cop); store(e1, a + 4 * cop + 8); store(f0, a + 5 * cop); store(f1, a + 5 * cop + 8)
                     } else {
-                        for r in c0..<c1 {
-                            let b = r / g.oh, oy = r % g.oh
-                            let row = src + ((b * hp + oy * g.sh + i) * wp) * g.ci + j0
-                            let grad = UnsafePointer(dyp + r * g.ow * cop + blk * lanes)
+                        for r in 0..<(c1 - c0) {
+                            let row = src + ((r * g.sh + i) * wp) * g.ci + j0
+                            let grad = gradBase + r * g.ow * cop + blk * lanes
                             for ox in 0..<g.ow {
                                 let xr = row + ox * g.sw * g.ci
                                 let gr = grad + ox * cop

@@ -5,22 +5,23 @@ import GraphIR
 /// `wc = (X-x0)(y1-Y)` at (y0,x1), `wd = (X-x0)(Y-y0)` at (y1,x1); they differ in the corners:
 /// `clamp` clamps x0, x1 = x0+1 into the image before forming the weights (so outside samples
 /// cancel to 0), `zero` keeps them and lets taps outside the image read 0.
-enum Sampling {
-    struct Taps {
-        var index: (Int, Int, Int, Int) = (-1, -1, -1, -1)  // pixel offsets (y*W+x), -1 = reads 0
-        var weight: (Float, Float, Float, Float) = (0, 0, 0, 0)
-        var dX: (Float, Float, Float, Float) = (0, 0, 0, 0)
-        var dY: (Float, Float, Float, Float) = (0, 0, 0, 0)
-        var nan = false
+public enum Sampling {
+    @frozen public struct Taps {
+        public var index: (Int, Int, Int, Int) = (-1, -1, -1, -1)  // pixel offsets (y*W+x), -1 = reads 0
+        public var weight: (Float, Float, Float, Float) = (0, 0, 0, 0)
+        public var dX: (Float, Float, Float, Float) = (0, 0, 0, 0)
+        public var dY: (Float, Float, Float, Float) = (0, 0, 0, 0)
+        public var nan = false
+        @inlinable public init() {}
     }
 
-    @inline(__always)
+    @usableFromInline @inline(__always)
     static func safeFloor(_ v: Float) -> Int {
         Int(Swift.max(Swift.min(v.rounded(.down), 1_073_741_824), -1_073_741_824))
     }
 
-    @inline(__always)
-    static func taps(_ X: Float, _ Y: Float, h: Int, w: Int, mode: SampleMode) -> Taps {
+    @inlinable
+    public static func taps(_ X: Float, _ Y: Float, h: Int, w: Int, mode: SampleMode) -> Taps {
         var t = Taps()
         if X.isNaN || Y.isNaN { t.nan = true; return t }
         if !X.isFinite || !Y.isFinite { return t }

@@ -53,6 +53,9 @@ enum CPUKernels {
             let os = Shape.strides(s.shape)
             scatterCopy(x[0], shapes[0], into: out + zip(before, os).map(*).reduce(0, +), strides: os)
         case .upsampleNearest(let f): upsample(x[0], shapes[0], f, s.shape, out)
+        case .bilinearSample(let mode): sample(x[0], shapes[0], x[1], shapes[1], mode, out)
+        case .bilinearSampleGradImage(let mode, _): sampleGradImage(x[0], x[1], shapes[1], mode, s.shape, out)
+        case .bilinearSampleGradCoords(let mode): sampleGradCoords(x[0], shapes[0], x[1], shapes[1], x[2], mode, out)
         case .randomUniform(_, let key): random(x[0][0], key, n, normal: false, out)
         case .randomNormal(_, let key): random(x[0][0], key, n, normal: true, out)
         default: return false
@@ -199,6 +202,25 @@ enum CPUKernels {
                     out[o] = Float(r == .mean ? total / Double(count) : total)
                     continue
                 }
+                if outer == 1 && count >= 64 && count * inner >= 1 << 16 {
+                    // A bias gradient: the rows split between the cores, each with its own sums.
+                    let partial = UnsafeMutablePointer<Double>.allocate(capacity: 2 * inner)
+                    defer { partial.deallocate() }
+                    partial.initialize(repeating: 0, count: 2 * inner)
+                    nonisolated(unsafe) let (sums, rows) = (partial, base)
+                    DispatchQueue.concurrentPerform(iterations: 2) { part in
+                        let mine = sums + part * inner
+                        for k in (count * part / 2)..<(count * (part + 1) / 2) {
+                            let row = rows + k * inner
+                            for j in 0..<inner { mine[j] += Double(row[j]) }
+                        }
+                    }
+                    for j in 0..<inner {
+                        let total = partial[j] + partial[inner + j]
+                        out[j] = Float(r == .mean ? total / Double(count) : total)
+                    }
+                    continue
+                }
                 acc.initialize(repeating: 0)
                 for k in 0..<count {
                     let row = base + k * inner
@@ -261,6 +283,83 @@ enum CPUKernels {
         ReferenceKernels.gather(Array(shape.dropLast()), strides: Array(strides.dropLast()), origin: 0) { _, o in
             (out + o).update(from: src, count: last)
             src += last
+        }
+    }
+
+    // Bilinear sampling (`Sampling.taps` decides corners and weights, as in the reference kernel):
+    // images split between the cores, no per-pixel allocation.
+
+    static func perImage(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        if n >= 2 { DispatchQueue.concurrentPerform(iterations: n) { body($0) } } else { for b in 0..<n { body(b) } }
+    }
+
+    static func sample(_ image: UnsafePointer<Float>, _ iShape: [Int], _ coords: UnsafePointer<Float>, _ cShape: [Int],
+                       _ mode: SampleMode, _ out: UnsafeMutablePointer<Float>) {
+        let (n, h, w, c) = (iShape[0], iShape[1], iShape[2], iShape[3])
+        let pixels = cShape[1] * cShape[2]
+        nonisolated(unsafe) let (img, xy, result) = (image, coords, out)
+        perImage(n) { b in
+            for p in 0..<pixels {
+                let k = b * pixels + p
+                let t = Sampling.taps(xy[2 * k], xy[2 * k + 1], h: h, w: w, mode: mode)
+                let o = result + k * c
+                if t.nan { o.update(repeating: .nan, count: c); continue }
+                o.update(repeating: 0, count: c)
+                @inline(__always) func tap(_ i: Int, _ wgt: Float) {
+                    if i < 0 { return }
+                    let src = img + (b * h * w + i) * c
+                    for q in 0..<c { o[q] += wgt * src[q] }
+                }
+                tap(t.index.0, t.weight.0); tap(t.index.1, t.weight.1); tap(t.index.2, t.weight.2); tap(t.index.3, t.weight.3)
+            }
+        }
+    }
+
+    static func sampleGradImage(_ dy: UnsafePointer<Float>, _ coords: UnsafePointer<Float>, _ cShape: [Int], _ mode: SampleMode,
+                                _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
+        let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
+        let pixels = cShape[1] * cShape[2]
+        out.update(repeating: 0, count: n * h * w * c)
+        nonisolated(unsafe) let (grad, xy, result) = (dy, coords, out)
+        perImage(n) { b in  // each image scatters into its own slice of the result
+            for p in 0..<pixels {
+                let k = b * pixels + p
+                let t = Sampling.taps(xy[2 * k], xy[2 * k + 1], h: h, w: w, mode: mode)
+                let g = grad + k * c
+                @inline(__always) func tap(_ i: Int, _ wgt: Float) {
+                    if i < 0 { return }
+                    let dst = result + (b * h * w + i) * c
+                    for q in 0..<c { dst[q] += wgt * g[q] }
+                }
+                tap(t.index.0, t.weight.0); tap(t.index.1, t.weight.1); tap(t.index.2, t.weight.2); tap(t.index.3, t.weight.3)
+            }
+        }
+    }
+
+    static func sampleGradCoords(_ image: UnsafePointer<Float>, _ iShape: [Int], _ coords: UnsafePointer<Float>, _ cShape: [Int],
+                                 _ dy: UnsafePointer<Float>, _ mode: SampleMode, _ out: UnsafeMutablePointer<Float>) {
+        let (n, h, w, c) = (iShape[0], iShape[1], iShape[2], iShape[3])
+        let pixels = cShape[1] * cShape[2]
+        nonisolated(unsafe) let (img, xy, grad, result) = (image, coords, dy, out)
+        perImage(n) { b in
+            for p in 0..<pixels {
+                let k = b * pixels + p
+                let t = Sampling.taps(xy[2 * k], xy[2 * k + 1], h: h, w: w, mode: mode)
+                if t.nan { result[2 * k] = .nan; result[2 * k + 1] = .nan; continue }
+                let g = grad + k * c
+                var gx: Float = 0, gy: Float = 0
+                @inline(__always) func tap(_ i: Int, _ dx: Float, _ dyw: Float) {
+                    if i < 0 { return }
+                    let src = img + (b * h * w + i) * c
+                    var s: Float = 0
+                    for q in 0..<c { s += g[q] * src[q] }
+                    gx += dx * s
+                    gy += dyw * s
+                }
+                tap(t.index.0, t.dX.0, t.dY.0); tap(t.index.1, t.dX.1, t.dY.1); tap(t.index.2, t.dX.2, t.dY.2); tap(t.index.3, t.dX.3, t.dY.3)
+                result[2 * k] = gx
+                result[2 * k + 1] = gy
+            }
         }
     }
 

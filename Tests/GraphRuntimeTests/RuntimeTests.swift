@@ -124,6 +124,9 @@ final class CPUBackendTests: XCTestCase {
             ([2, 5, 52, 4], [3, 3, 4, 17], [2, 2], [0, 1, 0, 1]),
             ([1, 4, 27, 6], [2, 2, 6, 9], [1, 1], [0, 1, 0, 1]),
             ([1, 6, 26, 3], [7, 7, 3, 3], [1, 1], [3, 3, 3, 3]),
+            // Rows long enough that the weight gradient works in several chunks per image.
+            ([1, 6, 300, 40], [3, 3, 40, 20], [1, 1], [1, 1, 1, 1]),
+            ([2, 7, 260, 33], [3, 3, 33, 16], [2, 2], [0, 1, 0, 1]),
         ]
         for (i, (xs, ks, s, p)) in cases.enumerated() {
             let c = ConvAttributes(strides: s, padding: p)
@@ -158,6 +161,33 @@ final class CPUBackendTests: XCTestCase {
                 XCTAssertTrue(exe.graph.values.contains { if case .fused(let f)? = $0.op { return f.kind == .output } else { return false } })
                 let ref = try evaluate(g, feeds, backend: .interpreter)["y"]!
                 XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref).max, 1e-5, "case \(i) jit \(jit)")
+            }
+        }
+    }
+
+    /// Bilinear sampling and both its gradients, both corner modes, with coordinates outside the
+    /// image and a NaN.
+    func testSamplingMatchesTheInterpreter() throws {
+        for mode in [SampleMode.clamp, .zero] {
+            let b = GraphBuilder(name: "sample")
+            let image = b.input("image", [3, 9, 11, 4]), coords = b.input("coords", [3, 7, 8, 2]), dy = b.input("dy", [3, 7, 8, 4])
+            b.output("y", b.apply(.bilinearSample(mode: mode), [image, coords]))
+            b.output("dimage", b.apply(.bilinearSampleGradImage(mode: mode, size: [9, 11]), [dy, coords]))
+            b.output("dcoords", b.apply(.bilinearSampleGradCoords(mode: mode), [image, coords, dy]))
+            var xy = randomTensor([3, 7, 8, 2], seed: 31, lo: -2, hi: 12)
+            xy.scalars[7] = .nan
+            let g = try b.finish()
+            let feeds = ["image": randomTensor([3, 9, 11, 4], seed: 32), "coords": xy, "dy": randomTensor([3, 7, 8, 4], seed: 33)]
+            let ref = try evaluate(g, feeds, backend: .interpreter)
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu))
+            let out = try exe.run(feeds)
+            for (name, t) in ref {
+                var a = out[name]!, r = t
+                for i in r.scalars.indices where r.scalars[i].isNaN {
+                    XCTAssertTrue(a.scalars[i].isNaN, "\(name)[\(i)] (\(mode))")
+                    a.scalars[i] = 0; r.scalars[i] = 0
+                }
+                XCTAssertLessThan(relativeErrors(a, r).max, 1e-5, "\(name) (\(mode))")
             }
         }
     }
@@ -201,6 +231,9 @@ final class CPUBackendTests: XCTestCase {
         // A chain whose intermediates die at once: the plan reuses buffers in place.
         let chain = b.unary(.exp, b.mul(b.add(x, b.constant(1)), b.unary(.tanh, x)))
         b.output("chain", b.apply(.reduce(.sum, axes: [3], keepDims: false), [b.sub(chain, b.slice(y, begin: [0, 0, 0, 0], end: [2, 5, 6, 3]))]))
+        let big = b.input("big", [4, 64, 64, 8])  // large enough for the two-core bias-gradient sum
+        b.output("bigsum", b.apply(.reduce(.sum, axes: [0, 1, 2], keepDims: false), [big]))
+        b.output("bigmean", b.apply(.reduce(.mean, axes: [0, 1, 2], keepDims: true), [big]))
         let seed = b.input("seed", [])
         b.output("uniform", b.apply(.randomUniform(shape: [20000], key: 3), [seed]))
         b.output("normal", b.apply(.randomNormal(shape: [3, 7000], key: 4), [seed]))
@@ -208,7 +241,7 @@ final class CPUBackendTests: XCTestCase {
         b.output("sel", b.select(b.binary(.greater, x, b.constant(0)), x, b.neg(x)))
         let g = try b.finish()
         try compare(g, ["x": randomTensor([2, 5, 6, 3], seed: 11), "y": randomTensor([2, 5, 6, 4], seed: 12), "v": randomTensor([6, 1], seed: 13),
-                         "seed": Tensor(42)])
+                         "seed": Tensor(42), "big": randomTensor([4, 64, 64, 8], seed: 14)])
         let exe = try Compiler.compile(g, for: Signature.of(g))
         XCTAssertTrue(exe.plan.buffers.contains { $0.reuses != nil }, "the test should exercise in-place reuse")
     }
