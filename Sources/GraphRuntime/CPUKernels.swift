@@ -53,6 +53,10 @@ enum CPUKernels {
             let os = Shape.strides(s.shape)
             scatterCopy(x[0], shapes[0], into: out + zip(before, os).map(*).reduce(0, +), strides: os)
         case .upsampleNearest(let f): upsample(x[0], shapes[0], f, s.shape, out)
+        case .avgPool(let win, let st): pool(x[0], shapes[0], win, st, s.shape, out, max: false)
+        case .maxPool(let win, let st): pool(x[0], shapes[0], win, st, s.shape, out, max: true)
+        case .avgPoolBackprop(let win, let st, _): avgPoolBackprop(x[0], shapes[0], win, st, s.shape, out)
+        case .maxPoolBackprop(let win, let st): maxPoolBackprop(x[0], shapes[0], x[1], shapes[1], win, st, out)
         case .bilinearSample(let mode): sample(x[0], shapes[0], x[1], shapes[1], mode, out)
         case .bilinearSampleGradImage(let mode, _): sampleGradImage(x[0], x[1], shapes[1], mode, s.shape, out)
         case .bilinearSampleGradCoords(let mode): sampleGradCoords(x[0], shapes[0], x[1], shapes[1], x[2], mode, out)
@@ -283,6 +287,83 @@ enum CPUKernels {
         ReferenceKernels.gather(Array(shape.dropLast()), strides: Array(strides.dropLast()), origin: 0) { _, o in
             (out + o).update(from: src, count: last)
             src += last
+        }
+    }
+
+    // Pooling (VALID windows, as the reference kernels): channels innermost, images on both cores.
+
+    static func pool(_ x: UnsafePointer<Float>, _ xShape: [Int], _ win: [Int], _ st: [Int], _ shape: [Int],
+                     _ out: UnsafeMutablePointer<Float>, max: Bool) {
+        let (h, w, c) = (xShape[1], xShape[2], xShape[3])
+        let (oh, ow) = (shape[1], shape[2])
+        let scale = 1 / Float(win[0] * win[1])
+        nonisolated(unsafe) let (src, result) = (x, out)
+        perImage(shape[0]) { b in
+            for i in 0..<oh {
+                for j in 0..<ow {
+                    let o = result + ((b * oh + i) * ow + j) * c
+                    for di in 0..<win[0] {
+                        for dj in 0..<win[1] {
+                            let p = src + ((b * h + i * st[0] + di) * w + j * st[1] + dj) * c
+                            if di == 0 && dj == 0 { o.update(from: p, count: c); continue }
+                            if max {
+                                // The reference's rule: a larger value or a NaN takes the window.
+                                for q in 0..<c where p[q] > o[q] || p[q].isNaN { o[q] = p[q] }
+                            } else {
+                                for q in 0..<c { o[q] += p[q] }
+                            }
+                        }
+                    }
+                    if !max { for q in 0..<c { o[q] *= scale } }
+                }
+            }
+        }
+    }
+
+    static func avgPoolBackprop(_ dy: UnsafePointer<Float>, _ dyShape: [Int], _ win: [Int], _ st: [Int], _ shape: [Int],
+                                _ out: UnsafeMutablePointer<Float>) {
+        let (h, w, c) = (shape[1], shape[2], shape[3])
+        let (oh, ow) = (dyShape[1], dyShape[2])
+        let scale = 1 / Float(win[0] * win[1])
+        out.update(repeating: 0, count: Shape.count(shape))
+        nonisolated(unsafe) let (grad, result) = (dy, out)
+        perImage(shape[0]) { b in
+            for i in 0..<oh {
+                for j in 0..<ow {
+                    let g = grad + ((b * oh + i) * ow + j) * c
+                    for di in 0..<win[0] {
+                        for dj in 0..<win[1] {
+                            let d = result + ((b * h + i * st[0] + di) * w + j * st[1] + dj) * c
+                            for q in 0..<c { d[q] += g[q] * scale }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func maxPoolBackprop(_ x: UnsafePointer<Float>, _ xShape: [Int], _ dy: UnsafePointer<Float>, _ dyShape: [Int],
+                                _ win: [Int], _ st: [Int], _ out: UnsafeMutablePointer<Float>) {
+        let (h, w, c) = (xShape[1], xShape[2], xShape[3])
+        let (oh, ow) = (dyShape[1], dyShape[2])
+        out.update(repeating: 0, count: Shape.count(xShape))
+        nonisolated(unsafe) let (src, grad, result) = (x, dy, out)
+        perImage(xShape[0]) { b in
+            for i in 0..<oh {
+                for j in 0..<ow {
+                    for q in 0..<c {
+                        var best = -Float.infinity, at = -1
+                        for di in 0..<win[0] {
+                            for dj in 0..<win[1] {
+                                let idx = ((b * h + i * st[0] + di) * w + j * st[1] + dj) * c + q
+                                let v = src[idx]
+                                if at < 0 || v > best || v.isNaN { best = v; at = idx }
+                            }
+                        }
+                        result[at] += grad[((b * oh + i) * ow + j) * c + q]
+                    }
+                }
+            }
         }
     }
 

@@ -192,6 +192,31 @@ final class CPUBackendTests: XCTestCase {
         }
     }
 
+    /// Average and max pooling and their gradients (overlapping windows, a NaN in one window).
+    func testPoolingMatchesTheInterpreter() throws {
+        let b = GraphBuilder(name: "pool")
+        let x = b.input("x", [2, 9, 10, 5]), dy2 = b.input("dy2", [2, 4, 4, 5]), dy3 = b.input("dy3", [2, 4, 4, 5])
+        b.output("avg", b.apply(.avgPool(window: [2, 3], strides: [2, 2]), [x]))
+        b.output("max", b.apply(.maxPool(window: [3, 3], strides: [2, 2]), [x]))
+        b.output("davg", b.apply(.avgPoolBackprop(window: [2, 3], strides: [2, 2], inputShape: [2, 9, 10, 5]), [dy2]))
+        b.output("dmax", b.apply(.maxPoolBackprop(window: [3, 3], strides: [2, 2]), [x, dy3]))
+        let g = try b.finish()
+        var xs = randomTensor([2, 9, 10, 5], seed: 41)
+        xs.scalars[123] = .nan
+        let feeds = ["x": xs, "dy2": randomTensor([2, 4, 4, 5], seed: 42), "dy3": randomTensor([2, 4, 4, 5], seed: 43)]
+        let ref = try evaluate(g, feeds, backend: .interpreter)
+        let out = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu)).run(feeds)
+        for (name, t) in ref {
+            var a = out[name]!, r = t
+            XCTAssertEqual(a.shape, r.shape, name)
+            for i in r.scalars.indices where r.scalars[i].isNaN {
+                XCTAssertTrue(a.scalars[i].isNaN, "\(name)[\(i)]")
+                a.scalars[i] = 0; r.scalars[i] = 0
+            }
+            XCTAssertLessThan(relativeErrors(a, r).max, 1e-5, name)
+        }
+    }
+
     /// Output kernels the direct convolution's epilogue does not cover run as contraction + an
     /// elementwise tail over the result in place: dense layers, residuals, other activations.
     func testOutputKernelEpilogues() throws {
