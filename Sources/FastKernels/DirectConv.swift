@@ -25,12 +25,11 @@ public enum DirectConv {
     /// With `bias` (co values) and `relu`, the epilogue of a fused conv + bias (+ ReLU) kernel is
     /// applied as each tile is stored, so the output is written once.
     public static func forward(_ x: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ g: Geometry,
-                               bias: UnsafePointer<Float>? = nil, relu: Bool = false) {
+                               bias: UnsafePointer<Float>? = nil, relu: Bool = false, workspace: Workspace) {
         // Weights: [block][kh][kw * ci][16], zero lanes past co.
         let blocks = (g.co + lanes - 1) / lanes
         let inner = g.kw * g.ci
-        let packed = UnsafeMutablePointer<Float>.allocate(capacity: blocks * g.kh * inner * lanes)
-        defer { packed.deallocate() }
+        let packed = workspace.buffer(.packedWeights, blocks * g.kh * inner * lanes, of: Float.self)
         packed.initialize(repeating: 0, count: blocks * g.kh * inner * lanes)
         for i in 0..<g.kh {
             for j in 0..<inner {
@@ -40,8 +39,7 @@ public enum DirectConv {
             }
         }
         // Bias padded to whole 16-lane blocks (zeros without a bias).
-        let biasPadded = UnsafeMutablePointer<Float>.allocate(capacity: blocks * lanes)
-        defer { biasPadded.deallocate() }
+        let biasPadded = workspace.buffer(.bias, blocks * lanes, of: Float.self)
         biasPadded.initialize(repeating: 0, count: blocks * lanes)
         if let bias { biasPadded.update(from: bias, count: g.co) }
         let epilogue = Epilogue(relu: relu)

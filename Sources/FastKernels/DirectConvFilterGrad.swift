@@ -4,7 +4,8 @@ extension DirectConv {
     /// dk[kh, kw, ci, co] = sum over n, oy, ox of x_padded[n, oy*sh + kh, ox*sw + kw, ci] * dy[n, oy, ox, co].
     /// Register tile: 6 consecutive (kw, ci) positions x 16 output channels, accumulated over a
     /// cache-sized chunk of output rows at a time; each core sums its half of the rows into its own dk.
-    public static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>, _ g: Geometry) {
+    public static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>, _ g: Geometry,
+                                      workspace: Workspace) {
         let wp = g.w + g.pl + g.pr
         let blocks = (g.co + lanes - 1) / lanes
         let cop = blocks * lanes
@@ -22,16 +23,18 @@ extension DirectConv {
         let chunk = max(1, (192 * 1024) / max(rowBytes, 1))
         let xRows = (chunk - 1) * g.sh + g.kh
         let partialSize = g.kh * inner * cop
-        let partials = UnsafeMutablePointer<Float>.allocate(capacity: parts * partialSize)
-        defer { partials.deallocate() }
-        partials.initialize(repeating: 0, count: parts * partialSize)
+        let partials = workspace.buffer(.partials, parts * partialSize, of: Float.self)
+        partials.update(repeating: 0, count: parts * partialSize)
+        // Each core's buffers, taken here (the workspace is not thread-safe).
+        let xBuffers = (workspace.buffer(.rows0, xRows * wp * g.ci, of: Float.self), workspace.buffer(.rows1, xRows * wp * g.ci, of: Float.self))
+        let dyBuffers: (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) = cop == g.co ? (nil, nil)
+            : (workspace.buffer(.grads0, chunk * g.ow * cop, of: Float.self), workspace.buffer(.grads1, chunk * g.ow * cop, of: Float.self))
+        dyBuffers.0?.update(repeating: 0, count: chunk * g.ow * cop)
+        dyBuffers.1?.update(repeating: 0, count: chunk * g.ow * cop)
         let work = { (part: Int) in
             let acc = partials + part * partialSize
-            let xBuffer = UnsafeMutablePointer<Float>.allocate(capacity: xRows * wp * g.ci)
-            defer { xBuffer.deallocate() }
-            let dyBuffer: UnsafeMutablePointer<Float>? = cop == g.co ? nil : .allocate(capacity: chunk * g.ow * cop)
-            defer { dyBuffer?.deallocate() }
-            dyBuffer?.initialize(repeating: 0, count: chunk * g.ow * cop)
+            let xBuffer = part == 0 ? xBuffers.0 : xBuffers.1
+            let dyBuffer = part == 0 ? dyBuffers.0 : dyBuffers.1
             let r0 = rows * part / parts, r1 = rows * (part + 1) / parts
             var c0 = r0
             while c0 < r1 {

@@ -1,4 +1,5 @@
 import Dispatch
+import FastKernels
 import Foundation
 import GraphIR
 import GraphKernels
@@ -40,6 +41,8 @@ final class ArenaProgram: @unchecked Sendable {
     /// Fused output kernels run as contraction + in-place elementwise tail, with their argument tables.
     let epilogues: [Int: (epilogue: OutputEpilogue, contractionArgs: UnsafeMutablePointer<UnsafePointer<Float>>,
                           tailArgs: UnsafeMutablePointer<UnsafePointer<Float>>)]
+    /// Kernels' scratch memory, kept between runs.
+    let workspace = Workspace()
     /// Runs share the arena: one at a time.
     let lock = NSLock()
 
@@ -163,18 +166,18 @@ final class ArenaProgram: @unchecked Sendable {
         let x = UnsafePointer(argTable + s.argStart)
         if let jit, jit.run(s.value, x, out) { return .jit }
         if case .fused(let f) = s.op {
-            if options.convolution == .direct, CPUKernels.fusedConvolution(f, s, x, out) { return .native }
+            if options.convolution == .direct, CPUKernels.fusedConvolution(f, s, x, out, workspace: workspace) { return .native }
             if let (e, cArgs, tArgs) = epilogues[s.value] {
                 for (k, o) in e.contractionOperands.enumerated() { cArgs[k] = x[o] }
-                if CPUKernels.run(e.contraction, cArgs, out, convolution: options.convolution) {
+                if CPUKernels.run(e.contraction, cArgs, out, convolution: options.convolution, workspace: workspace) {
                     tArgs[0] = UnsafePointer(out)
                     for (k, o) in e.tailOperands.enumerated() { tArgs[k + 1] = x[o] }
                     if let jit, jit.runEpilogue(s.value, tArgs, out) { return .jit }
-                    if FusedLoops.run(e.tail, e.tailStep, tArgs, out) { return .native }
+                    if FusedLoops.run(e.tail, e.tailStep, tArgs, out, workspace: workspace) { return .native }
                 }
             }
-            if FusedLoops.run(f, s, x, out) { return .native }
-        } else if CPUKernels.run(s, x, out, convolution: options.convolution) {
+            if FusedLoops.run(f, s, x, out, workspace: workspace) { return .native }
+        } else if CPUKernels.run(s, x, out, convolution: options.convolution, workspace: workspace) {
             return .native
         }
         // Reference kernel on copies of the operands.

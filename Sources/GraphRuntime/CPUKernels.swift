@@ -10,23 +10,23 @@ import GraphKernels
 /// `ReferenceKernels`.
 enum CPUKernels {
 
-    static func run(_ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, convolution: ConvolutionAlgorithm) -> Bool {
+    static func run(_ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, convolution: ConvolutionAlgorithm, workspace: Workspace) -> Bool {
         let n = Shape.count(s.shape)
         if n == 0 { return true }
         let direct = convolution == .direct
         let shapes = s.operandShapes
         switch s.op {
         case .matmul(let ta, let tb): matmul(x[0], x[1], shapes[0], ta, tb, s.shape, out)
-        case .conv2d(let c): conv2d(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct)
-        case .conv2dBackpropInput(let c, _): conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct)
-        case .conv2dBackpropFilter(let c, _): conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct)
+        case .conv2d(let c): conv2d(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
+        case .conv2dBackpropInput(let c, _): conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
+        case .conv2dBackpropFilter(let c, _): conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
         case .unary(let u): unary(u, x[0], out, n)
         case .binary(let b): return binary(b, x[0], shapes[0], x[1], shapes[1], s.shape, out)
         case .select:
             guard shapes.allSatisfy({ $0 == s.shape }) else { return false }
             for i in 0..<n { out[i] = x[0][i] != 0 ? x[1][i] : x[2][i] }
         case .reduce(let r, let axes, _):
-            if !reduce(r, x[0], shapes[0], axes: axes, out) { reduceStrided(r, x[0], shapes[0], axes: axes, out, n) }
+            if !reduce(r, x[0], shapes[0], axes: axes, out, workspace) { reduceStrided(r, x[0], shapes[0], axes: axes, out, n) }
         case .reshape: if UnsafePointer(out) != x[0] { out.update(from: x[0], count: n) }
         case .transpose(let perm):
             let xs = Shape.strides(shapes[0])
@@ -73,7 +73,9 @@ enum CPUKernels {
         let step = Step(value: 0, op: op, operands: Array(a.indices), operandShapes: a.map(\.shape), shape: shape, argStart: 0, count: a.count)
         let done = ArenaProgram.withPinned(a) { pointers in
             pointers.withUnsafeBufferPointer { args in
-                out.withUnsafeMutableBufferPointer { run(step, args.baseAddress!, $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, convolution: convolution) }
+                out.withUnsafeMutableBufferPointer {
+                    run(step, args.baseAddress!, $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, convolution: convolution, workspace: Workspace())
+                }
             }
         }
         return done ? Tensor(shape: shape, scalars: out) : nil
@@ -94,7 +96,7 @@ enum CPUKernels {
 
     /// A fused `output` kernel that is exactly conv2d -> add(bias [co]) [-> relu]: one pass through
     /// DirectConv with the epilogue applied as tiles are stored. False for any other body.
-    static func fusedConvolution(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>) -> Bool {
+    static func fusedConvolution(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, workspace: Workspace) -> Bool {
         guard f.kind == .output else { return false }
         let body = f.body
         let ops = body.values.enumerated().filter { $0.element.op != nil }
@@ -114,7 +116,7 @@ enum CPUKernels {
         let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
         if !g.prefersDirect || g.k == 0 || Shape.count(s.shape) == 0 { return false }
         let geometry = DirectConv.Geometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
-        DirectConv.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu)
+        DirectConv.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
         return true
     }
 
@@ -172,7 +174,8 @@ enum CPUKernels {
 
     /// Reductions over one contiguous block of axes: the input is [outer, r, inner], the result
     /// [outer, inner]; double accumulation like the reference kernel.
-    static func reduce(_ r: ReduceOp, _ x: UnsafePointer<Float>, _ shape: [Int], axes: [Int], _ out: UnsafeMutablePointer<Float>) -> Bool {
+    static func reduce(_ r: ReduceOp, _ x: UnsafePointer<Float>, _ shape: [Int], axes: [Int], _ out: UnsafeMutablePointer<Float>,
+                       _ workspace: Workspace) -> Bool {
         let sorted = axes.sorted()
         guard let first = sorted.first, sorted.last! - first + 1 == sorted.count else { return false }
         let outer = Shape.count(Array(shape[..<first]))
@@ -208,9 +211,8 @@ enum CPUKernels {
                 }
                 if outer == 1 && count >= 64 && count * inner >= 1 << 16 {
                     // A bias gradient: the rows split between the cores, each with its own sums.
-                    let partial = UnsafeMutablePointer<Double>.allocate(capacity: 2 * inner)
-                    defer { partial.deallocate() }
-                    partial.initialize(repeating: 0, count: 2 * inner)
+                    let partial = workspace.buffer(.sums, 2 * inner, of: Double.self)
+                    partial.update(repeating: 0, count: 2 * inner)
                     nonisolated(unsafe) let (sums, rows) = (partial, base)
                     DispatchQueue.concurrentPerform(iterations: 2) { part in
                         let mine = sums + part * inner
@@ -508,10 +510,9 @@ enum CPUKernels {
 
         /// Calls `body(b, y0, y1, col)` for every tile of output rows of every image, with a column
         /// buffer of `rowsPerTile` rows (allocated once per call).
-        func forEachTile(_ body: (Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+        func forEachTile(_ workspace: Workspace, _ body: (Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
             let tile = rowsPerTile
-            let col = UnsafeMutablePointer<Float>.allocate(capacity: tile * ow * k)
-            defer { col.deallocate() }
+            let col = workspace.buffer(.columns, tile * ow * k, of: Float.self)
             for b in 0..<n {
                 var y0 = 0
                 while y0 < oh {
@@ -567,12 +568,12 @@ enum CPUKernels {
     }
 
     static func conv2d(_ x: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ xShape: [Int], _ kShape: [Int], _ c: ConvAttributes,
-                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: Bool) {
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: Bool, _ workspace: Workspace) {
         let g = ConvGeometry(x: xShape, kernel: kShape, out: shape, c)
         if g.k == 0 { out.update(repeating: 0, count: Shape.count(shape)); return }
         if direct && g.prefersDirect {
             let geometry = DirectConv.Geometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
-            DirectConv.forward(x, kernel, out, geometry)
+            DirectConv.forward(x, kernel, out, geometry, workspace: workspace)
             return
         }
         if g.isPointwise {
@@ -580,7 +581,7 @@ enum CPUKernels {
                         1, x, Int32(g.ci), kernel, Int32(g.co), 0, out, Int32(g.co))
             return
         }
-        g.forEachTile { b, y0, y1, col in
+        g.forEachTile(workspace) { b, y0, y1, col in
             g.im2col(x, b: b, y0: y0, y1: y1, into: col)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32((y1 - y0) * g.ow), Int32(g.co), Int32(g.k),
                         1, col, Int32(g.k), kernel, Int32(g.co), 0, out + (b * g.oh + y0) * g.ow * g.co, Int32(g.co))
@@ -591,14 +592,13 @@ enum CPUKernels {
     /// kernel flipped in space and transposed in channels (padding mirrored); other strides use
     /// sgemm + col2im.
     static func conv2dBackpropInput(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ dyShape: [Int], _ kShape: [Int],
-                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, direct: Bool) {
+                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, direct: Bool, _ workspace: Workspace) {
         let g = ConvGeometry(x: shape, kernel: kShape, out: dyShape, c)
         let total = Shape.count(shape)
         if Shape.count(dyShape) == 0 || g.k == 0 { dx.update(repeating: 0, count: total); return }
         if direct && g.prefersDirectInputGradient {
             let (kh, kw, ci, co) = (g.kh, g.kw, g.ci, g.co)
-            let flipped = UnsafeMutablePointer<Float>.allocate(capacity: kh * kw * ci * co)
-            defer { flipped.deallocate() }
+            let flipped = workspace.buffer(.flippedKernel, kh * kw * ci * co, of: Float.self)
             for i in 0..<kh {
                 for j in 0..<kw {
                     let src = kernel + ((kh - 1 - i) * kw + (kw - 1 - j)) * ci * co
@@ -611,7 +611,7 @@ enum CPUKernels {
             if top >= 0 && left >= 0 && bottom >= 0 && right >= 0 {
                 let geometry = DirectConv.Geometry(input: dyShape, kernel: [kh, kw, co, ci], output: shape, strides: [1, 1],
                                                    padding: [top, bottom, left, right])
-                DirectConv.forward(dy, flipped, dx, geometry)
+                DirectConv.forward(dy, flipped, dx, geometry, workspace: workspace)
                 return
             }
         }
@@ -621,7 +621,7 @@ enum CPUKernels {
                         1, dy, Int32(g.co), kernel, Int32(g.co), 0, dx, Int32(g.ci))
             return
         }
-        g.forEachTile { b, y0, y1, col in
+        g.forEachTile(workspace) { b, y0, y1, col in
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32((y1 - y0) * g.ow), Int32(g.k), Int32(g.co),
                         1, dy + (b * g.oh + y0) * g.ow * g.co, Int32(g.co), kernel, Int32(g.co), 0, col, Int32(g.k))
             g.col2im(col, b: b, y0: y0, y1: y1, into: dx)
@@ -629,13 +629,13 @@ enum CPUKernels {
     }
 
     static func conv2dBackpropFilter(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ xShape: [Int], _ dyShape: [Int],
-                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, direct: Bool) {
+                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, direct: Bool, _ workspace: Workspace) {
         let g = ConvGeometry(x: xShape, kernel: shape, out: dyShape, c)
         dk.update(repeating: 0, count: Shape.count(shape))
         if Shape.count(dyShape) == 0 || g.k == 0 { return }
         if direct && g.prefersDirect {
             let geometry = DirectConv.Geometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding)
-            DirectConv.filterGradient(x, dy, dk, geometry)
+            DirectConv.filterGradient(x, dy, dk, geometry, workspace: workspace)
             return
         }
         if g.isPointwise {
@@ -643,7 +643,7 @@ enum CPUKernels {
                         1, x, Int32(g.ci), dy, Int32(g.co), 0, dk, Int32(g.co))
             return
         }
-        g.forEachTile { b, y0, y1, col in
+        g.forEachTile(workspace) { b, y0, y1, col in
             g.im2col(x, b: b, y0: y0, y1: y1, into: col)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(g.k), Int32(g.co), Int32((y1 - y0) * g.ow),
                         1, col, Int32(g.k), dy + (b * g.oh + y0) * g.ow * g.co, Int32(g.co), 1, dk, Int32(g.co))

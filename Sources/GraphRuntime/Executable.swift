@@ -108,6 +108,9 @@ public final class Executable: @unchecked Sendable {
 
     /// The optimised LLVM IR of the executable's JIT-compiled kernels (nil without the JIT).
     public var llvmIR: String? { program?.jit?.module.ir }
+    /// How many times the kernels' scratch memory had to grow: constant after the first run (the
+    /// steady state allocates no scratch).
+    public var workspaceAllocations: Int { program?.workspace.allocations ?? 0 }
     /// How many kernels of the schedule the JIT compiled.
     public var jitKernelCount: Int { (program?.jit?.kernels.count ?? 0) + (program?.jit?.epilogueKernels.count ?? 0) }
 

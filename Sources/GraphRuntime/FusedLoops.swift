@@ -1,3 +1,4 @@
+import FastKernels
 import GraphIR
 import GraphKernels
 
@@ -31,7 +32,7 @@ enum FusedLoops {
 
     /// Runs the loop into `out` (which may be one of its full-size operands' buffers: every tile is
     /// read before it is written). False when the kernel is not covered.
-    static func run(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>) -> Bool {
+    static func run(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, workspace: Workspace) -> Bool {
         let shape = s.shape
         let n = Shape.count(shape)
         guard covers(f, shape: shape) else { return false }
@@ -64,11 +65,9 @@ enum FusedLoops {
                     sources[i] = .periodic(p, count)
                 }
             }
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1) * tile)
-            defer { scratch.deallocate() }
+            let scratch = workspace.buffer(.loopScratch, max(scratchCount, 1) * tile, of: Float.self)
             // Staging for up to three broadcast operands of one op (select has three).
-            let staging = UnsafeMutablePointer<Float>.allocate(capacity: 3 * tile)
-            defer { staging.deallocate() }
+            let staging = workspace.buffer(.loopStaging, 3 * tile, of: Float.self)
             guard case .scratch(let r) = sources[body.outputs[0].value.index]! else { return false }
             var start = 0
             while start < n {

@@ -192,6 +192,30 @@ final class CPUBackendTests: XCTestCase {
         }
     }
 
+    /// The steady state allocates no scratch: after the first run every kernel's workspace slot has
+    /// its size (the arena itself is allocated at compile time).
+    func testRepeatedRunsAllocateNoScratch() throws {
+        let b = GraphBuilder(name: "steady")
+        let x = b.input("x", [2, 6, 30, 5]), k = b.parameter("k", [3, 3, 5, 20], .heNormal(seed: 1)), bias = b.parameter("b", [20], .zeros)
+        let y = b.relu(b.add(b.conv2d(x, k, strides: [1, 1], padding: [1, 1, 1, 1]), bias))
+        b.output("loss", b.apply(.reduce(.mean, axes: [0, 1, 2, 3], keepDims: false), [b.mul(y, y)]))
+        let g = try Optimizers.trainingStep(try b.finish(), loss: "loss", optimizer: .adam(AdamConfig()))
+        for jit in [false, true] {
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, jit: jit))
+            var store = ParameterStore(initializing: g)
+            let feeds = ["x": randomTensor([2, 6, 30, 5], seed: 3), "learning_rate": Tensor(0.01), "step": Tensor(1)]
+            _ = try exe.run(feeds, parameters: &store)
+            let first = exe.workspaceAllocations
+            XCTAssertGreaterThan(first, 0, "the convolutions take scratch from the workspace")
+            for step in 2...4 {
+                var f = feeds
+                f["step"] = Tensor(Float(step))
+                _ = try exe.run(f, parameters: &store)
+            }
+            XCTAssertEqual(exe.workspaceAllocations, first, "jit \(jit)")
+        }
+    }
+
     /// Average and max pooling and their gradients (overlapping windows, a NaN in one window).
     func testPoolingMatchesTheInterpreter() throws {
         let b = GraphBuilder(name: "pool")
