@@ -166,7 +166,8 @@ final class ArenaProgram: @unchecked Sendable {
         let x = UnsafePointer(argTable + s.argStart)
         if let jit, jit.run(s.value, x, out) { return .jit }
         if case .fused(let f) = s.op {
-            if options.convolution == .direct, CPUKernels.fusedConvolution(f, s, x, out, workspace: workspace) { return .native }
+            if options.convolution != .gemm,
+               CPUKernels.fusedConvolution(f, s, x, out, winograd: options.convolution == .winograd, workspace: workspace) { return .native }
             if let (e, cArgs, tArgs) = epilogues[s.value] {
                 for (k, o) in e.contractionOperands.enumerated() { cArgs[k] = x[o] }
                 if CPUKernels.run(e.contraction, cArgs, out, convolution: options.convolution, workspace: workspace) {

@@ -13,12 +13,13 @@ enum CPUKernels {
     static func run(_ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, convolution: ConvolutionAlgorithm, workspace: Workspace) -> Bool {
         let n = Shape.count(s.shape)
         if n == 0 { return true }
-        let direct = convolution == .direct
+        let direct = convolution != .gemm, winograd = convolution == .winograd
         let shapes = s.operandShapes
         switch s.op {
         case .matmul(let ta, let tb): matmul(x[0], x[1], shapes[0], ta, tb, s.shape, out)
-        case .conv2d(let c): conv2d(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
-        case .conv2dBackpropInput(let c, _): conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
+        case .conv2d(let c): conv2d(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, winograd: winograd, workspace)
+        case .conv2dBackpropInput(let c, _):
+            conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, winograd: winograd, workspace)
         case .conv2dBackpropFilter(let c, _): conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
         case .unary(let u): unary(u, x[0], out, n)
         case .binary(let b): return binary(b, x[0], shapes[0], x[1], shapes[1], s.shape, out)
@@ -96,7 +97,8 @@ enum CPUKernels {
 
     /// A fused `output` kernel that is exactly conv2d -> add(bias [co]) [-> relu]: one pass through
     /// DirectConv with the epilogue applied as tiles are stored. False for any other body.
-    static func fusedConvolution(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, workspace: Workspace) -> Bool {
+    static func fusedConvolution(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, winograd: Bool,
+                                 workspace: Workspace) -> Bool {
         guard f.kind == .output else { return false }
         let body = f.body
         let ops = body.values.enumerated().filter { $0.element.op != nil }
@@ -116,7 +118,11 @@ enum CPUKernels {
         let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
         if !g.prefersDirect || g.k == 0 || Shape.count(s.shape) == 0 { return false }
         let geometry = DirectConv.Geometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
-        DirectConv.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
+        if winograd && DirectConv.winogradApplies(geometry) {
+            DirectConv.winograd(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
+        } else {
+            DirectConv.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
+        }
         return true
     }
 
@@ -568,12 +574,16 @@ enum CPUKernels {
     }
 
     static func conv2d(_ x: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ xShape: [Int], _ kShape: [Int], _ c: ConvAttributes,
-                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: Bool, _ workspace: Workspace) {
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: Bool, winograd: Bool, _ workspace: Workspace) {
         let g = ConvGeometry(x: xShape, kernel: kShape, out: shape, c)
         if g.k == 0 { out.update(repeating: 0, count: Shape.count(shape)); return }
         if direct && g.prefersDirect {
             let geometry = DirectConv.Geometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
-            DirectConv.forward(x, kernel, out, geometry, workspace: workspace)
+            if winograd && DirectConv.winogradApplies(geometry) {
+                DirectConv.winograd(x, kernel, out, geometry, workspace: workspace)
+            } else {
+                DirectConv.forward(x, kernel, out, geometry, workspace: workspace)
+            }
             return
         }
         if g.isPointwise {
@@ -592,7 +602,8 @@ enum CPUKernels {
     /// kernel flipped in space and transposed in channels (padding mirrored); other strides use
     /// sgemm + col2im.
     static func conv2dBackpropInput(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ dyShape: [Int], _ kShape: [Int],
-                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, direct: Bool, _ workspace: Workspace) {
+                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, direct: Bool, winograd: Bool,
+                                    _ workspace: Workspace) {
         let g = ConvGeometry(x: shape, kernel: kShape, out: dyShape, c)
         let total = Shape.count(shape)
         if Shape.count(dyShape) == 0 || g.k == 0 { dx.update(repeating: 0, count: total); return }
@@ -611,7 +622,11 @@ enum CPUKernels {
             if top >= 0 && left >= 0 && bottom >= 0 && right >= 0 {
                 let geometry = DirectConv.Geometry(input: dyShape, kernel: [kh, kw, co, ci], output: shape, strides: [1, 1],
                                                    padding: [top, bottom, left, right])
-                DirectConv.forward(dy, flipped, dx, geometry, workspace: workspace)
+                if winograd && DirectConv.winogradApplies(geometry) {
+                    DirectConv.winograd(dy, flipped, dx, geometry, workspace: workspace)
+                } else {
+                    DirectConv.forward(dy, flipped, dx, geometry, workspace: workspace)
+                }
                 return
             }
         }

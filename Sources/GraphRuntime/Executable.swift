@@ -11,16 +11,19 @@ public enum Backend: String, CaseIterable, Sendable {
     case cpu
 }
 
-/// How the CPU backend computes convolutions and their weight gradients.
+/// How the CPU backend computes convolutions and their gradients.
 public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
-    /// FastKernels.DirectConv (AVX2/FMA register tiles).
+    /// `direct`, with 3x3 stride-1 convolutions (and stride-1 input gradients) of 16 or more
+    /// channels by Winograd F(2x2, 3x3): 16 products per 2x2 outputs instead of 36.
+    case winograd
+    /// FastKernels.DirectConv (AVX2/FMA register tiles) where outputs are wide enough, sgemm elsewhere.
     case direct
     /// im2col + OpenBLAS sgemm.
     case gemm
 
-    /// `direct`, unless the environment sets STEGASTAMP_CONV=gemm (for benchmarks).
+    /// `winograd`, unless the environment sets STEGASTAMP_CONV=direct or gemm (for benchmarks).
     public static var standard: ConvolutionAlgorithm {
-        ProcessInfo.processInfo.environment["STEGASTAMP_CONV"] == "gemm" ? .gemm : .direct
+        ProcessInfo.processInfo.environment["STEGASTAMP_CONV"].flatMap(ConvolutionAlgorithm.init(rawValue:)) ?? .winograd
     }
 }
 

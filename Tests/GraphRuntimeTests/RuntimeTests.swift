@@ -127,6 +127,10 @@ final class CPUBackendTests: XCTestCase {
             // Rows long enough that the weight gradient works in several chunks per image.
             ([1, 6, 300, 40], [3, 3, 40, 20], [1, 1], [1, 1, 1, 1]),
             ([2, 7, 260, 33], [3, 3, 33, 16], [2, 2], [0, 1, 0, 1]),
+            // Winograd F(2x2, 3x3): odd sizes (partial tiles), valid padding, co not a multiple of 16.
+            ([2, 7, 25, 16], [3, 3, 16, 16], [1, 1], [1, 1, 1, 1]),
+            ([1, 9, 33, 24], [3, 3, 24, 33], [1, 1], [0, 0, 0, 0]),
+            ([1, 8, 26, 20], [3, 3, 20, 17], [1, 1], [1, 1, 1, 1]),
         ]
         for (i, (xs, ks, s, p)) in cases.enumerated() {
             let c = ConvAttributes(strides: s, padding: p)
@@ -148,7 +152,8 @@ final class CPUBackendTests: XCTestCase {
                                            ([1, 12, 10, 3], [3, 3, 3, 8], [2, 2], [0, 1, 0, 1], false),
                                            ([1, 6, 6, 4], [2, 2, 4, 33], [1, 1], [0, 1, 0, 1], true),
                                            ([1, 5, 30, 4], [3, 3, 4, 20], [1, 1], [1, 1, 1, 1], true),
-                                           ([2, 4, 26, 7], [1, 1, 7, 3], [1, 1], [0, 0, 0, 0], false)].enumerated() {
+                                           ([2, 4, 26, 7], [1, 1, 7, 3], [1, 1], [0, 0, 0, 0], false),
+                                           ([1, 7, 28, 16], [3, 3, 16, 24], [1, 1], [1, 1, 1, 1], true)].enumerated() {
             let b = GraphBuilder(name: "fused")
             let x = b.input("x", xs), k = b.input("k", ks), bias = b.input("bias", [ks[3]])
             var y = b.add(b.conv2d(x, k, strides: s, padding: p), bias)
@@ -156,11 +161,11 @@ final class CPUBackendTests: XCTestCase {
             b.output("y", y)
             let g = try b.finish()
             let feeds = ["x": randomTensor(xs, seed: UInt64(i)), "k": randomTensor(ks, seed: 10 + UInt64(i)), "bias": randomTensor([ks[3]], seed: 20 + UInt64(i))]
-            for jit in [false, true] {
-                let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: .direct, jit: jit))
+            for (jit, algorithm) in [(false, ConvolutionAlgorithm.direct), (true, .direct), (true, .winograd)] {
+                let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: algorithm, jit: jit))
                 XCTAssertTrue(exe.graph.values.contains { if case .fused(let f)? = $0.op { return f.kind == .output } else { return false } })
                 let ref = try evaluate(g, feeds, backend: .interpreter)["y"]!
-                XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref).max, 1e-5, "case \(i) jit \(jit)")
+                XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref).max, 1e-5, "case \(i) jit \(jit) \(algorithm)")
             }
         }
     }

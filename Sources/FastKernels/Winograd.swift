@@ -1,0 +1,188 @@
+import Dispatch
+
+/// 3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray 2016): each
+/// 2x2 block of outputs ("tile") costs 16 products per channel pair instead of 36. Per tile the 4x4
+/// input patch d becomes V = Bt d B, the kernel g becomes U = G g Gt (once per call), the 16
+/// positions of V . U are 16 independent [tiles x ci] x [ci x co] products (the direct kernel's
+/// 6x16 register tile, as a 1x1 convolution), and Y = At M A gives the 2x2 outputs. Tiles are
+/// processed in row segments small enough for the transformed data to stay in cache, the segments
+/// split between the cores.
+extension DirectConv {
+    /// Whether `winograd` takes this convolution: 3x3, stride 1, and enough channels for the
+    /// products to run at the register tile's speed.
+    public static func winogradApplies(_ g: Geometry) -> Bool {
+        g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ci >= 16 && g.co >= 16 && g.oh >= 2 && g.ow >= 2
+    }
+
+    /// Tiles per segment.
+    static let segment = 48
+
+    public static func winograd(_ x: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ g: Geometry,
+                                bias: UnsafePointer<Float>? = nil, relu: Bool = false, workspace: Workspace) {
+        let (ci, co) = (g.ci, g.co)
+        let blocks = (co + lanes - 1) / lanes
+        // U[e][block][ci][16]: the transformed kernel in the register tile's packed layout.
+        let u = workspace.buffer(.packedWeights, 16 * blocks * ci * lanes, of: Float.self)
+        u.update(repeating: 0, count: 16 * blocks * ci * lanes)
+        for q in 0..<ci {
+            for o in 0..<co {
+                @inline(__always) func w(_ i: Int, _ j: Int) -> Float { k[((i * 3 + j) * ci + q) * co + o] }
+                // t = G w (4x3): rows w0, (w0+w1+w2)/2, (w0-w1+w2)/2, w2 of the kernel's rows.
+                @inline(__always) func t(_ i: Int, _ j: Int) -> Float {
+                    switch i {
+                    case 0: return w(0, j)
+                    case 1: return 0.5 * (w(0, j) + w(1, j) + w(2, j))
+                    case 2: return 0.5 * (w(0, j) - w(1, j) + w(2, j))
+                    default: return w(2, j)
+                    }
+                }
+                // U = t Gt (4x4), the same combination along the columns.
+                for i in 0..<4 {
+                    let (a, b, c) = (t(i, 0), t(i, 1), t(i, 2))
+                    let row = (a, 0.5 * (a + b + c), 0.5 * (a - b + c), c)
+                    @inline(__always) func put(_ j: Int, _ value: Float) {
+                        u[((((i * 4 + j) * blocks + o / lanes) * ci) + q) * lanes + o % lanes] = value
+                    }
+                    put(0, row.0); put(1, row.1); put(2, row.2); put(3, row.3)
+                }
+            }
+        }
+        let biasPadded = workspace.buffer(.bias, blocks * lanes, of: Float.self)
+        biasPadded.update(repeating: 0, count: blocks * lanes)
+        if let bias { biasPadded.update(from: bias, count: co) }
+        let th = (g.oh + 1) / 2, tw = (g.ow + 1) / 2
+        let segmentsPerRow = (tw + segment - 1) / segment
+        let jobs = g.n * th * segmentsPerRow
+        let parts = jobs >= 2 ? 2 : 1
+        // Per core: V [16][segment][ci] and M [16][segment][co].
+        let vSize = 16 * segment * ci, mSize = 16 * segment * co
+        let buffers = (workspace.buffer(.rows0, vSize + mSize, of: Float.self), workspace.buffer(.rows1, vSize + mSize, of: Float.self))
+        let uPacked = UnsafePointer(u), biasP = UnsafePointer(biasPadded)
+        let work = { (part: Int) in
+            let v = part == 0 ? buffers.0 : buffers.1
+            let m = v + vSize
+            let e = Epilogue(relu: false)  // plain stores into M
+            for job in (jobs * part / parts)..<(jobs * (part + 1) / parts) {
+                let b = job / (th * segmentsPerRow)
+                let ty = (job / segmentsPerRow) % th
+                let tx0 = (job % segmentsPerRow) * segment
+                let count = min(segment, tw - tx0)
+                inputTransform(x, g, b: b, ty: ty, tx0: tx0, count: count, into: v)
+                // 16 products [count x ci] x [ci x co] into M.
+                for p in 0..<16 {
+                    let vp = UnsafePointer(v + p * segment * ci), mp = m + p * segment * co
+                    for blk in 0..<blocks {
+                        let wBlock = uPacked + (p * blocks + blk) * ci * lanes
+                        let valid = min(lanes, co - blk * lanes)
+                        var t = 0
+                        while t + tile <= count {
+                            tile6(vp + t * ci, pixelStride: ci, rowStride: 0, wBlock, kh: 1, inner: ci,
+                                  mp + t * co + blk * lanes, outStride: co, valid: valid, e)
+                            t += tile
+                        }
+                        while t < count {
+                            tile1(vp + t * ci, rowStride: 0, wBlock, kh: 1, inner: ci, length: ci, mp + t * co + blk * lanes, valid: valid, e)
+                            t += 1
+                        }
+                    }
+                }
+                outputTransform(UnsafePointer(m), g, b: b, ty: ty, tx0: tx0, count: count, bias: biasP, relu: relu, into: y)
+            }
+        }
+        if parts == 2 { DispatchQueue.concurrentPerform(iterations: 2) { work($0) } } else { work(0) }
+    }
+
+    /// V[e][t][c] = (Bt d B)[e] for the tiles tx0..<tx0+count of tile row ty, d the zero-padded 4x4 patch.
+    static func inputTransform(_ x: UnsafePointer<Float>, _ g: Geometry, b: Int, ty: Int, tx0: Int, count: Int,
+                               into v: UnsafeMutablePointer<Float>) {
+        let ci = g.ci
+        let stride = segment * ci  // between positions e
+        for t in 0..<count {
+            let top = 2 * ty - g.pt, left = 2 * (tx0 + t) - g.pl
+            // Rows and columns of the patch inside the image.
+            func rowPointer(_ i: Int) -> UnsafePointer<Float>? {
+                let iy = top + i
+                return iy >= 0 && iy < g.h ? x + (b * g.h + iy) * g.w * ci : nil
+            }
+            let rows = (rowPointer(0), rowPointer(1), rowPointer(2), rowPointer(3))
+            let inside = (left >= 0 && left < g.w, left + 1 >= 0 && left + 1 < g.w,
+                          left + 2 >= 0 && left + 2 < g.w, left + 3 >= 0 && left + 3 < g.w)
+            let out = v + t * ci
+            var c = 0
+            while c < ci {
+                let n = min(8, ci - c)
+                @inline(__always) func at(_ r: UnsafePointer<Float>?, _ j: Int) -> SIMD8<Float> {
+                    let ok = j == 0 ? inside.0 : j == 1 ? inside.1 : j == 2 ? inside.2 : inside.3
+                    guard let r, ok else { return SIMD8<Float>() }
+                    let p = r + (left + j) * ci + c
+                    if n == 8 { return load(p) }
+                    var s = SIMD8<Float>()
+                    for l in 0..<n { s[l] = p[l] }
+                    return s
+                }
+                // d rows -> t = Bt d (rows), then V = t B (columns).
+                let d0 = (at(rows.0, 0), at(rows.0, 1), at(rows.0, 2), at(rows.0, 3))
+                let d1 = (at(rows.1, 0), at(rows.1, 1), at(rows.1, 2), at(rows.1, 3))
+                let d2 = (at(rows.2, 0), at(rows.2, 1), at(rows.2, 2), at(rows.2, 3))
+                let d3 = (at(rows.3, 0), at(rows.3, 1), at(rows.3, 2), at(rows.3, 3))
+                let t0 = (d0.0 - d2.0, d0.1 - d2.1, d0.2 - d2.2, d0.3 - d2.3)
+                let t1 = (d1.0 + d2.0, d1.1 + d2.1, d1.2 + d2.2, d1.3 + d2.3)
+                let t2 = (d2.0 - d1.0, d2.1 - d1.1, d2.2 - d1.2, d2.3 - d1.3)
+                let t3 = (d1.0 - d3.0, d1.1 - d3.1, d1.2 - d3.2, d1.3 - d3.3)
+                @inline(__always) func put(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+                    let vals = (r.0 - r.2, r.1 + r.2, r.2 - r.1, r.1 - r.3)
+                    store8(vals.0, out + (i * 4 + 0) * stride + c, n)
+                    store8(vals.1, out + (i * 4 + 1) * stride + c, n)
+                    store8(vals.2, out + (i * 4 + 2) * stride + c, n)
+                    store8(vals.3, out + (i * 4 + 3) * stride + c, n)
+                }
+                put(0, t0); put(1, t1); put(2, t2); put(3, t3)
+                c += 8
+            }
+        }
+    }
+
+    /// y = At M A (+ bias, ReLU) for the tiles of one segment, clipped to the output.
+    static func outputTransform(_ m: UnsafePointer<Float>, _ g: Geometry, b: Int, ty: Int, tx0: Int, count: Int,
+                                bias: UnsafePointer<Float>, relu: Bool, into y: UnsafeMutablePointer<Float>) {
+        let co = g.co
+        let stride = segment * co
+        for t in 0..<count {
+            let oy = 2 * ty, ox = 2 * (tx0 + t)
+            let src = m + t * co
+            var c = 0
+            while c < co {
+                let n = min(8, co - c)
+                @inline(__always) func at(_ e: Int) -> SIMD8<Float> {
+                    let p = src + e * stride + c
+                    if n == 8 { return load(p) }
+                    var s = SIMD8<Float>()
+                    for l in 0..<n { s[l] = p[l] }
+                    return s
+                }
+                // r = At m (rows), Y = r A (columns).
+                let m0 = (at(0), at(1), at(2), at(3)), m1 = (at(4), at(5), at(6), at(7))
+                let m2 = (at(8), at(9), at(10), at(11)), m3 = (at(12), at(13), at(14), at(15))
+                let r0 = (m0.0 + m1.0 + m2.0, m0.1 + m1.1 + m2.1, m0.2 + m1.2 + m2.2, m0.3 + m1.3 + m2.3)
+                let r1 = (m1.0 - m2.0 - m3.0, m1.1 - m2.1 - m3.1, m1.2 - m2.2 - m3.2, m1.3 - m2.3 - m3.3)
+                let bv = load(bias + c)
+                @inline(__always) func emit(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+                    let row = oy + i
+                    if row >= g.oh { return }
+                    var a = r.0 + r.1 + r.2 + bv, z = r.1 - r.2 - r.3 + bv
+                    if relu { a = a.replacing(with: 0, where: a .< 0); z = z.replacing(with: 0, where: z .< 0) }
+                    let base = y + ((b * g.oh + row) * g.ow + ox) * co + c
+                    store8(a, base, n)
+                    if ox + 1 < g.ow { store8(z, base + co, n) }
+                }
+                emit(0, r0); emit(1, r1)
+                c += 8
+            }
+        }
+    }
+
+    @inline(__always)
+    static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
+        if n == 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) } else { for l in 0..<n { p[l] = v[l] } }
+    }
+}
