@@ -186,3 +186,143 @@ extension DirectConv {
         if n == 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) } else { for l in 0..<n { p[l] = v[l] } }
     }
 }
+
+extension DirectConv {
+    /// The weight gradient of a 3x3 stride-1 convolution by Winograd F(2x2, 3x3): for every tile,
+    /// the input patch's V = Bt d B and the output gradient's W = A dy At (a 2x2 block of dy made
+    /// 4x4) are multiplied position by position and summed over all tiles, M[e] += V[e]^T W[e]
+    /// (16 products [ci x tiles] x [tiles x co]); then dk = Gt M G. 16 products per tile and
+    /// channel pair instead of 36. Each core sums its half of the tiles into its own M.
+    public static func winogradFilterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
+                                              _ g: Geometry, workspace: Workspace) {
+        let (ci, co) = (g.ci, g.co)
+        let blocks = (co + lanes - 1) / lanes
+        let cop = blocks * lanes
+        let th = (g.oh + 1) / 2, tw = (g.ow + 1) / 2
+        let segmentsPerRow = (tw + segment - 1) / segment
+        let jobs = g.n * th * segmentsPerRow
+        let parts = jobs >= 2 ? 2 : 1
+        let mSize = 16 * ci * cop
+        let sums = workspace.buffer(.partials, parts * mSize, of: Float.self)
+        sums.update(repeating: 0, count: parts * mSize)
+        let vSize = 16 * segment * ci, wSize = 16 * segment * cop
+        let buffers = (workspace.buffer(.rows0, vSize + wSize, of: Float.self), workspace.buffer(.rows1, vSize + wSize, of: Float.self))
+        let ciTiles = (ci + tile - 1) / tile
+        let work = { (part: Int) in
+            let v = part == 0 ? buffers.0 : buffers.1
+            let w = v + vSize
+            let m = sums + part * mSize  // M[e][ci][cop]
+            for job in (jobs * part / parts)..<(jobs * (part + 1) / parts) {
+                let b = job / (th * segmentsPerRow)
+                let ty = (job / segmentsPerRow) % th
+                let tx0 = (job % segmentsPerRow) * segment
+                let count = min(segment, tw - tx0)
+                inputTransform(x, g, b: b, ty: ty, tx0: tx0, count: count, into: v)
+                gradientTransform(dy, g, b: b, ty: ty, tx0: tx0, count: count, cop: cop, into: w)
+                for e in 0..<16 {
+                    let ve = UnsafePointer(v + e * segment * ci), we = UnsafePointer(w + e * segment * cop), me = m + e * ci * cop
+                    for ct in 0..<ciTiles {
+                        let c0 = ct * tile, rows = min(tile, ci - c0)
+                        for blk in 0..<blocks {
+                            let a = me + c0 * cop + blk * lanes
+                            let wb = we + blk * lanes
+                            if rows == tile {
+                                var a0 = load(a), a1 = load(a + 8), b0 = load(a + cop), b1 = load(a + cop + 8)
+                                var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + 8), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + 8)
+                                var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + 8), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + 8)
+                                var vr = ve + c0, wr = wb
+                                for _ in 0..<count {
+                                    let g0 = load(wr), g1 = load(wr + 8)
+                                    let pa = SIMD8<Float>(repeating: vr[0]), pb = SIMD8<Float>(repeating: vr[1]), pc = SIMD8<Float>(repeating: vr[2])
+                                    a0.addProduct(pa, g0); a1.addProduct(pa, g1)
+                                    b0.addProduct(pb, g0); b1.addProduct(pb, g1)
+                                    c0v.addProduct(pc, g0); c1v.addProduct(pc, g1)
+                                    let pd = SIMD8<Float>(repeating: vr[3]), pe = SIMD8<Float>(repeating: vr[4]), pf = SIMD8<Float>(repeating: vr[5])
+                                    d0.addProduct(pd, g0); d1.addProduct(pd, g1)
+                                    e0.addProduct(pe, g0); e1.addProduct(pe, g1)
+                                    f0.addProduct(pf, g0); f1.addProduct(pf, g1)
+                                    vr += ci; wr += cop
+                                }
+                                store(a0, a); store(a1, a + 8); store(b0, a + cop); store(b1, a + cop + 8)
+                                store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + 8); store(d0, a + 3 * cop); store(d1, a + 3 * cop + 8)
+                                store(e0, a + 4 * cop); store(e1, a + 4 * cop + 8); store(f0, a + 5 * cop); store(f1, a + 5 * cop + 8)
+                            } else {
+                                for t in 0..<count {
+                                    let g0 = load(wb + t * cop), g1 = load(wb + t * cop + 8)
+                                    for r in 0..<rows {
+                                        let p = SIMD8<Float>(repeating: ve[t * ci + c0 + r])
+                                        store(load(a + r * cop).addingProduct(p, g0), a + r * cop)
+                                        store(load(a + r * cop + 8).addingProduct(p, g1), a + r * cop + 8)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if parts == 2 { DispatchQueue.concurrentPerform(iterations: 2) { work($0) } } else { work(0) }
+        // dk[i][j][q][o] = (Gt M G)[i][j], M summed over the cores.
+        for q in 0..<ci {
+            for o in 0..<co {
+                @inline(__always) func mm(_ e: Int) -> Float {
+                    var s = sums[(e * ci + q) * cop + o]
+                    if parts == 2 { s += sums[mSize + (e * ci + q) * cop + o] }
+                    return s
+                }
+                // t = Gt M (3x4): rows M0 + (M1+M2)/2, (M1-M2)/2, (M1+M2)/2 + M3.
+                @inline(__always) func t(_ i: Int, _ j: Int) -> Float {
+                    let (r0, r1, r2, r3) = (mm(j), mm(4 + j), mm(8 + j), mm(12 + j))
+                    switch i {
+                    case 0: return r0 + 0.5 * (r1 + r2)
+                    case 1: return 0.5 * (r1 - r2)
+                    default: return 0.5 * (r1 + r2) + r3
+                    }
+                }
+                for i in 0..<3 {
+                    let (a, b, c, d) = (t(i, 0), t(i, 1), t(i, 2), t(i, 3))
+                    dk[((i * 3 + 0) * ci + q) * co + o] = a + 0.5 * (b + c)
+                    dk[((i * 3 + 1) * ci + q) * co + o] = 0.5 * (b - c)
+                    dk[((i * 3 + 2) * ci + q) * co + o] = 0.5 * (b + c) + d
+                }
+            }
+        }
+    }
+
+    /// W[e][t][o] = (A y At)[e] for the 2x2 blocks of dy of one segment (zero past the output's edge),
+    /// channels padded to `cop` with zeros.
+    static func gradientTransform(_ dy: UnsafePointer<Float>, _ g: Geometry, b: Int, ty: Int, tx0: Int, count: Int, cop: Int,
+                                  into w: UnsafeMutablePointer<Float>) {
+        let co = g.co
+        let stride = segment * cop
+        for t in 0..<count {
+            let oy = 2 * ty, ox = 2 * (tx0 + t)
+            let out = w + t * cop
+            var c = 0
+            while c < cop {
+                let n = max(0, min(8, co - c))
+                @inline(__always) func at(_ i: Int, _ j: Int) -> SIMD8<Float> {
+                    let row = oy + i, col = ox + j
+                    if n == 0 || row >= g.oh || col >= g.ow { return SIMD8<Float>() }
+                    let p = dy + ((b * g.oh + row) * g.ow + col) * co + c
+                    if n == 8 { return load(p) }
+                    var s = SIMD8<Float>()
+                    for l in 0..<n { s[l] = p[l] }
+                    return s
+                }
+                let (y00, y01, y10, y11) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1))
+                // Rows of A y: y0, y0 + y1, y0 - y1, -y1 (y0, y1 the rows of the block).
+                let rows = ((y00, y01), (y00 + y10, y01 + y11), (y00 - y10, y01 - y11), (-y10, -y11))
+                @inline(__always) func put(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>)) {
+                    let (p, q) = r
+                    store8(p, out + (i * 4 + 0) * stride + c, 8)
+                    store8(p + q, out + (i * 4 + 1) * stride + c, 8)
+                    store8(p - q, out + (i * 4 + 2) * stride + c, 8)
+                    store8(-q, out + (i * 4 + 3) * stride + c, 8)
+                }
+                put(0, rows.0); put(1, rows.1); put(2, rows.2); put(3, rows.3)
+                c += 8
+            }
+        }
+    }
+}

@@ -20,7 +20,8 @@ enum CPUKernels {
         case .conv2d(let c): conv2d(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, winograd: winograd, workspace)
         case .conv2dBackpropInput(let c, _):
             conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, winograd: winograd, workspace)
-        case .conv2dBackpropFilter(let c, _): conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
+        case .conv2dBackpropFilter(let c, _):
+            conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, winograd: winograd, workspace)
         case .unary(let u): unary(u, x[0], out, n)
         case .binary(let b): return binary(b, x[0], shapes[0], x[1], shapes[1], s.shape, out)
         case .select:
@@ -644,13 +645,18 @@ enum CPUKernels {
     }
 
     static func conv2dBackpropFilter(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ xShape: [Int], _ dyShape: [Int],
-                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, direct: Bool, _ workspace: Workspace) {
+                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, direct: Bool, winograd: Bool,
+                                     _ workspace: Workspace) {
         let g = ConvGeometry(x: xShape, kernel: shape, out: dyShape, c)
         dk.update(repeating: 0, count: Shape.count(shape))
         if Shape.count(dyShape) == 0 || g.k == 0 { return }
         if direct && g.prefersDirect {
             let geometry = DirectConv.Geometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding)
-            DirectConv.filterGradient(x, dy, dk, geometry, workspace: workspace)
+            if winograd && DirectConv.winogradApplies(geometry) {
+                DirectConv.winogradFilterGradient(x, dy, dk, geometry, workspace: workspace)
+            } else {
+                DirectConv.filterGradient(x, dy, dk, geometry, workspace: workspace)
+            }
             return
         }
         if g.isPointwise {
