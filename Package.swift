@@ -31,11 +31,18 @@ let package = Package(
         .target(name: "GraphPasses", dependencies: ["GraphIR", "GraphKernels"]),
         // Hand-vectorised kernels: always optimised (even in debug builds, which tests use), without
         // overflow checks in their index arithmetic (callers pass validated shapes; the checks
-        // cost registers in the FMA loops), built for AVX2/FMA, which every machine here has.
-        .target(name: "FastKernels", swiftSettings: [.unsafeFlags(["-Ounchecked", "-Xcc", "-mavx2", "-Xcc", "-mfma"]), .swiftLanguageMode(.v5)]),
+        // cost registers in the FMA loops). FastKernels is built for AVX2/FMA, which every machine
+        // here has; FastKernelsAVX512 is the same sources (symbolic links) with 16-float vectors,
+        // built for AVX-512 and chosen at run time where the CPU has it (VectorISA).
+        .target(name: "FastKernelSupport"),
+        .target(name: "FastKernels", dependencies: ["FastKernelSupport"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked", "-Xcc", "-mavx2", "-Xcc", "-mfma"]), .swiftLanguageMode(.v5)]),
+        .target(name: "FastKernelsAVX512", dependencies: ["FastKernelSupport"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked", "-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mavx512f", "-Xcc", "-mavx512dq",
+                                              "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl"]), .swiftLanguageMode(.v5)]),
         // Elementwise kernels compiled at run time with LLVM 14's ORC JIT.
         .target(name: "GraphJIT", dependencies: ["GraphIR", "CLLVM"], swiftSettings: llvmInclude),
-        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernels", "GraphJIT", "CBLAS"]),
+        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernels", "FastKernelsAVX512", "GraphJIT", "CBLAS"]),
         .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphRuntime", "CPNG", "CTurboJPEG"]),
         .executableTarget(
             name: "stegastamp",

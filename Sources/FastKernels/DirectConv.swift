@@ -1,23 +1,17 @@
 import Dispatch
+@_exported import FastKernelSupport
 
-/// Direct NHWC convolution with an AVX2/FMA register tile: 6 output pixels x 16 output channels
-/// (12 accumulators), weights repacked into 16-channel blocks, the input padded once so the inner
-/// loop has no bounds checks, and output rows spread over the cores. Convolutions with few output
+/// Direct NHWC convolution with a register tile of 6 output pixels x `lanes` output channels (12
+/// accumulators: 16 channels with AVX2, 32 with AVX-512), weights repacked into blocks of `lanes`
+/// channels, implicit padding so the inner loop has no bounds checks, and output rows spread over the cores. Convolutions with few output
 /// channels are what BLAS does worst (N = 32 of an im2col GEMM); this kernel has no such shape.
 public enum DirectConv {
-    public struct Geometry: Sendable {
-        public var n, h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pb, pl, pr: Int
-        public init(input: [Int], kernel: [Int], output: [Int], strides: [Int], padding: [Int]) {
-            (n, h, w, ci) = (input[0], input[1], input[2], input[3])
-            (kh, kw, co) = (kernel[0], kernel[1], kernel[3])
-            (oh, ow) = (output[1], output[2])
-            (sh, sw) = (strides[0], strides[1])
-            (pt, pb, pl, pr) = (padding[0], padding[1], padding[2], padding[3])
-        }
-    }
+    public typealias Geometry = DirectConvGeometry
 
     static let tile = 6
-    static let lanes = 16
+    /// Output channels per register-tile row: two `Half` vectors (16 with AVX2, 32 with AVX-512).
+    static let lanes = 2 * half
+    static let half = Half.scalarCount
 
     /// y = conv(x, k): x [n,h,w,ci], k [kh,kw,ci,co] (HWIO), y [n,oh,ow,co]. Zero padding is
     /// implicit: rows outside the image are skipped, and output pixels whose window leaves the image
@@ -26,7 +20,7 @@ public enum DirectConv {
     /// applied as each tile is stored, so the output is written once.
     public static func forward(_ x: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ g: Geometry,
                                bias: UnsafePointer<Float>? = nil, relu: Bool = false, workspace: Workspace) {
-        // Weights: [block][kh][kw * ci][16], zero lanes past co.
+        // Weights: [block][kh][kw * ci][lanes], zero lanes past co.
         let blocks = (g.co + lanes - 1) / lanes
         let inner = g.kw * g.ci
         let packed = workspace.buffer(.packedWeights, blocks * g.kh * inner * lanes, of: Float.self)
@@ -38,7 +32,7 @@ public enum DirectConv {
                 }
             }
         }
-        // Bias padded to whole 16-lane blocks (zeros without a bias).
+        // Bias padded to whole blocks of lanes (zeros without a bias).
         let biasPadded = workspace.buffer(.bias, blocks * lanes, of: Float.self)
         biasPadded.initialize(repeating: 0, count: blocks * lanes)
         if let bias { biasPadded.update(from: bias, count: g.co) }
@@ -61,9 +55,9 @@ public enum DirectConv {
                 let outBlock = out + blk * lanes
                 var e = epilogue
                 e.b0 = load(biasPadded + blk * lanes)
-                e.b1 = load(biasPadded + blk * lanes + 8)
+                e.b1 = load(biasPadded + blk * lanes + half)
                 if i1 <= i0 {
-                    for ox in 0..<g.ow { e.store(SIMD8<Float>(), SIMD8<Float>(), outBlock + ox * g.co, valid: valid) }
+                    for ox in 0..<g.ow { e.store(Half(), Half(), outBlock + ox * g.co, valid: valid) }
                     continue
                 }
                 let rowBase = x + ((b * g.h + top + i0) * g.w) * g.ci
@@ -71,7 +65,7 @@ public enum DirectConv {
                 func edge(_ ox: Int) {
                     let left = ox * g.sw - g.pl
                     let j0 = max(0, -left), j1 = min(g.kw, g.w - left)
-                    if j1 <= j0 { e.store(SIMD8<Float>(), SIMD8<Float>(), outBlock + ox * g.co, valid: valid); return }
+                    if j1 <= j0 { e.store(Half(), Half(), outBlock + ox * g.co, valid: valid); return }
                     tile1(rowBase + (left + j0) * g.ci, rowStride: g.w * g.ci, wRows + j0 * g.ci * lanes, kh: i1 - i0, inner: inner,
                           length: (j1 - j0) * g.ci, outBlock + ox * g.co, valid: valid, e)
                 }
@@ -93,16 +87,16 @@ public enum DirectConv {
     }
 
     @inline(__always)
-    static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    static func load(_ p: UnsafePointer<Float>) -> Half { UnsafeRawPointer(p).loadUnaligned(as: Half.self) }
 
-    /// Bias (+ ReLU) applied to a 16-lane result as it is stored.
+    /// Bias (+ ReLU) applied to a tile row as it is stored.
     struct Epilogue {
         var relu: Bool
-        var b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
+        var b0 = Half(), b1 = Half()
         init(relu: Bool) { self.relu = relu }
 
         @inline(__always)
-        func store(_ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, valid: Int) {
+        func store(_ v0: Half, _ v1: Half, _ out: UnsafeMutablePointer<Float>, valid: Int) {
             var r0 = v0 + b0, r1 = v1 + b1
             if relu {
                 r0 = r0.replacing(with: 0, where: r0 .< 0)
@@ -113,40 +107,40 @@ public enum DirectConv {
     }
 
     @inline(__always)
-    static func store(_ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>, valid: Int) {
-        if valid == 16 {
-            UnsafeMutableRawPointer(out).storeBytes(of: v0, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(out + 8).storeBytes(of: v1, as: SIMD8<Float>.self)
+    static func store(_ v0: Half, _ v1: Half, _ out: UnsafeMutablePointer<Float>, valid: Int) {
+        if valid == lanes {
+            UnsafeMutableRawPointer(out).storeBytes(of: v0, as: Half.self)
+            UnsafeMutableRawPointer(out + half).storeBytes(of: v1, as: Half.self)
         } else {
-            for l in 0..<valid { out[l] = l < 8 ? v0[l] : v1[l - 8] }
+            for l in 0..<valid { out[l] = l < half ? v0[l] : v1[l - half] }
         }
     }
 
-    /// Six output pixels, 16 channels.
+    /// Six output pixels, `lanes` channels.
     @inline(__always)
     static func tile6(_ x: UnsafePointer<Float>, pixelStride ps: Int, rowStride rs: Int, _ w: UnsafePointer<Float>, kh: Int, inner: Int,
                       _ out: UnsafeMutablePointer<Float>, outStride os: Int, valid: Int, _ e: Epilogue) {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
-        var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), d0 = SIMD8<Float>(), d1 = SIMD8<Float>()
-        var e0 = SIMD8<Float>(), e1 = SIMD8<Float>(), f0 = SIMD8<Float>(), f1 = SIMD8<Float>()
+        var a0 = Half(), a1 = Half(), b0 = Half(), b1 = Half()
+        var c0 = Half(), c1 = Half(), d0 = Half(), d1 = Half()
+        var e0 = Half(), e1 = Half(), f0 = Half(), f1 = Half()
         for i in 0..<kh {
             // One pointer per pixel, advanced together: no index arithmetic in the loop.
             var r0 = x + i * rs, r1 = r0 + ps, r2 = r0 + 2 * ps, r3 = r0 + 3 * ps, r4 = r0 + 4 * ps, r5 = r0 + 5 * ps
-            var wr = w + i * inner * 16
+            var wr = w + i * inner * lanes
             for _ in 0..<inner {
-                let w0 = load(wr), w1 = load(wr + 8)
-                let pa = SIMD8<Float>(repeating: r0.pointee), pb = SIMD8<Float>(repeating: r1.pointee)
-                let pc = SIMD8<Float>(repeating: r2.pointee)
+                let w0 = load(wr), w1 = load(wr + half)
+                let pa = Half(repeating: r0.pointee), pb = Half(repeating: r1.pointee)
+                let pc = Half(repeating: r2.pointee)
                 a0.addProduct(pa, w0); a1.addProduct(pa, w1)
                 b0.addProduct(pb, w0); b1.addProduct(pb, w1)
                 c0.addProduct(pc, w0); c1.addProduct(pc, w1)
-                let pd = SIMD8<Float>(repeating: r3.pointee), pe = SIMD8<Float>(repeating: r4.pointee)
-                let pf = SIMD8<Float>(repeating: r5.pointee)
+                let pd = Half(repeating: r3.pointee), pe = Half(repeating: r4.pointee)
+                let pf = Half(repeating: r5.pointee)
                 d0.addProduct(pd, w0); d1.addProduct(pd, w1)
                 e0.addProduct(pe, w0); e1.addProduct(pe, w1)
                 f0.addProduct(pf, w0); f1.addProduct(pf, w1)
                 r0 += 1; r1 += 1; r2 += 1; r3 += 1; r4 += 1; r5 += 1
-                wr += 16
+                wr += lanes
             }
         }
         e.store(a0, a1, out, valid: valid)
@@ -157,18 +151,18 @@ public enum DirectConv {
         e.store(f0, f1, out + 5 * os, valid: valid)
     }
 
-    /// One output pixel, 16 channels: `length` consecutive (kw, ci) positions of each kernel row
+    /// One output pixel, `lanes` channels: `length` consecutive (kw, ci) positions of each kernel row
     /// (the valid columns at an image border; all of them inside).
     @inline(__always)
     static func tile1(_ x: UnsafePointer<Float>, rowStride rs: Int, _ w: UnsafePointer<Float>, kh: Int, inner: Int, length: Int,
                       _ out: UnsafeMutablePointer<Float>, valid: Int, _ e: Epilogue) {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        var a0 = Half(), a1 = Half()
         for i in 0..<kh {
             let row = x + i * rs
-            let wr = w + i * inner * 16
+            let wr = w + i * inner * lanes
             for j in 0..<length {
-                let p = SIMD8<Float>(repeating: row[j])
-                a0.addProduct(p, load(wr + j * 16)); a1.addProduct(p, load(wr + j * 16 + 8))
+                let p = Half(repeating: row[j])
+                a0.addProduct(p, load(wr + j * lanes)); a1.addProduct(p, load(wr + j * lanes + half))
             }
         }
         e.store(a0, a1, out, valid: valid)

@@ -2,7 +2,7 @@ import Dispatch
 
 extension DirectConv {
     /// dk[kh, kw, ci, co] = sum over n, oy, ox of x_padded[n, oy*sh + kh, ox*sw + kw, ci] * dy[n, oy, ox, co].
-    /// Register tile: 6 consecutive (kw, ci) positions x 16 output channels, accumulated over a
+    /// Register tile: 6 consecutive (kw, ci) positions x `lanes` output channels, accumulated over a
     /// cache-sized chunk of output rows at a time; each core sums its half of the rows into its own dk.
     public static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>, _ g: Geometry,
                                       workspace: Workspace) {
@@ -14,9 +14,9 @@ extension DirectConv {
         let jobs = g.kh * kTiles * blocks
         // The output rows (b, oy) are split between the cores, each accumulating into its own copy
         // of dk ([kh * inner, cop]). Each core walks its rows in chunks (within one image) small
-        // enough to stay in cache while every (kernel row, 6-position, 16-channel) tile passes over
+        // enough to stay in cache while every (kernel row, 6-position, lanes-channel) tile passes over
         // them; a chunk's input rows are copied, zero-padded, into the core's own buffer (and dy's
-        // rows too when co is not a multiple of 16), so nothing image-sized is ever copied.
+        // rows too when co is not a multiple of lanes), so nothing image-sized is ever copied.
         let rows = g.n * g.oh
         let parts = rows >= 2 ? 2 : 1
         let rowBytes = g.ow * cop * 4 + g.sh * wp * g.ci * 4
@@ -70,29 +70,29 @@ extension DirectConv {
                     let count = min(tile, inner - j0)
                     let a = acc + (i * inner + j0) * cop + blk * lanes  // row r of the tile at a + r * cop
                     if count == tile {
-                        var a0 = load(a), a1 = load(a + 8), b0 = load(a + cop), b1 = load(a + cop + 8)
-                        var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + 8), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + 8)
-                        var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + 8), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + 8)
+                        var a0 = load(a), a1 = load(a + half), b0 = load(a + cop), b1 = load(a + cop + half)
+                        var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + half), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + half)
+                        var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + half), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + half)
                         for r in 0..<(c1 - c0) {
                             let row = src + ((r * g.sh + i) * wp) * g.ci + j0
                             let grad = gradBase + r * g.ow * cop + blk * lanes
                             for ox in 0..<g.ow {
                                 let xr = row + ox * g.sw * g.ci
                                 let gr = grad + ox * cop
-                                let g0 = load(gr), g1 = load(gr + 8)
-                                let pa = SIMD8<Float>(repeating: xr[0]), pb = SIMD8<Float>(repeating: xr[1]), pc = SIMD8<Float>(repeating: xr[2])
+                                let g0 = load(gr), g1 = load(gr + half)
+                                let pa = Half(repeating: xr[0]), pb = Half(repeating: xr[1]), pc = Half(repeating: xr[2])
                                 a0.addProduct(pa, g0); a1.addProduct(pa, g1)
                                 b0.addProduct(pb, g0); b1.addProduct(pb, g1)
                                 c0v.addProduct(pc, g0); c1v.addProduct(pc, g1)
-                                let pd = SIMD8<Float>(repeating: xr[3]), pe = SIMD8<Float>(repeating: xr[4]), pf = SIMD8<Float>(repeating: xr[5])
+                                let pd = Half(repeating: xr[3]), pe = Half(repeating: xr[4]), pf = Half(repeating: xr[5])
                                 d0.addProduct(pd, g0); d1.addProduct(pd, g1)
                                 e0.addProduct(pe, g0); e1.addProduct(pe, g1)
                                 f0.addProduct(pf, g0); f1.addProduct(pf, g1)
                             }
                         }
-                        store(a0, a); store(a1, a + 8); store(b0, a + cop); store(b1, a + cop + 8)
-                        store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + 8); store(d0, a + 3 * cop); store(d1, a + 3 * cop + 8)
-                        store(e0, a + 4 * cop); store(e1, a + 4 * cop + 8); store(f0, a + 5 * cop); store(f1, a + 5 * cop + 8)
+                        store(a0, a); store(a1, a + half); store(b0, a + cop); store(b1, a + cop + half)
+                        store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + half); store(d0, a + 3 * cop); store(d1, a + 3 * cop + half)
+                        store(e0, a + 4 * cop); store(e1, a + 4 * cop + half); store(f0, a + 5 * cop); store(f1, a + 5 * cop + half)
                     } else {
                         for r in 0..<(c1 - c0) {
                             let row = src + ((r * g.sh + i) * wp) * g.ci + j0
@@ -100,11 +100,11 @@ extension DirectConv {
                             for ox in 0..<g.ow {
                                 let xr = row + ox * g.sw * g.ci
                                 let gr = grad + ox * cop
-                                let g0 = load(gr), g1 = load(gr + 8)
+                                let g0 = load(gr), g1 = load(gr + half)
                                 for q in 0..<count {
-                                    let p = SIMD8<Float>(repeating: xr[q])
+                                    let p = Half(repeating: xr[q])
                                     store(load(a + q * cop).addingProduct(p, g0), a + q * cop)
-                                    store(load(a + q * cop + 8).addingProduct(p, g1), a + q * cop + 8)
+                                    store(load(a + q * cop + half).addingProduct(p, g1), a + q * cop + half)
                                 }
                             }
                         }
@@ -128,5 +128,5 @@ extension DirectConv {
     }
 
     @inline(__always)
-    static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) }
+    static func store(_ v: Half, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: Half.self) }
 }

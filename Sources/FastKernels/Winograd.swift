@@ -4,7 +4,7 @@ import Dispatch
 /// 2x2 block of outputs ("tile") costs 16 products per channel pair instead of 36. Per tile the 4x4
 /// input patch d becomes V = Bt d B, the kernel g becomes U = G g Gt (once per call), the 16
 /// positions of V . U are 16 independent [tiles x ci] x [ci x co] products (the direct kernel's
-/// 6x16 register tile, as a 1x1 convolution), and Y = At M A gives the 2x2 outputs. Tiles are
+/// 6 x lanes register tile, as a 1x1 convolution), and Y = At M A gives the 2x2 outputs. Tiles are
 /// processed in row segments small enough for the transformed data to stay in cache, the segments
 /// split between the cores.
 extension DirectConv {
@@ -21,7 +21,7 @@ extension DirectConv {
                                 bias: UnsafePointer<Float>? = nil, relu: Bool = false, workspace: Workspace) {
         let (ci, co) = (g.ci, g.co)
         let blocks = (co + lanes - 1) / lanes
-        // U[e][block][ci][16]: the transformed kernel in the register tile's packed layout.
+        // U[e][block][ci][lanes]: the transformed kernel in the register tile's packed layout.
         let u = workspace.buffer(.packedWeights, 16 * blocks * ci * lanes, of: Float.self)
         u.update(repeating: 0, count: 16 * blocks * ci * lanes)
         for q in 0..<ci {
@@ -115,7 +115,7 @@ extension DirectConv {
                     let ok = j == 0 ? inside.0 : j == 1 ? inside.1 : j == 2 ? inside.2 : inside.3
                     guard let r, ok else { return SIMD8<Float>() }
                     let p = r + (left + j) * ci + c
-                    if n == 8 { return load(p) }
+                    if n == 8 { return load8(p) }
                     var s = SIMD8<Float>()
                     for l in 0..<n { s[l] = p[l] }
                     return s
@@ -155,7 +155,7 @@ extension DirectConv {
                 let n = min(8, co - c)
                 @inline(__always) func at(_ e: Int) -> SIMD8<Float> {
                     let p = src + e * stride + c
-                    if n == 8 { return load(p) }
+                    if n == 8 { return load8(p) }
                     var s = SIMD8<Float>()
                     for l in 0..<n { s[l] = p[l] }
                     return s
@@ -165,7 +165,7 @@ extension DirectConv {
                 let m2 = (at(8), at(9), at(10), at(11)), m3 = (at(12), at(13), at(14), at(15))
                 let r0 = (m0.0 + m1.0 + m2.0, m0.1 + m1.1 + m2.1, m0.2 + m1.2 + m2.2, m0.3 + m1.3 + m2.3)
                 let r1 = (m1.0 - m2.0 - m3.0, m1.1 - m2.1 - m3.1, m1.2 - m2.2 - m3.2, m1.3 - m2.3 - m3.3)
-                let bv = load(bias + c)
+                let bv = load8(bias + c)
                 @inline(__always) func emit(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
                     let row = oy + i
                     if row >= g.oh { return }
@@ -180,6 +180,11 @@ extension DirectConv {
             }
         }
     }
+
+    /// The transforms work in 8-channel chunks whatever the build's vector width (they are
+    /// memory-bound; the products are where the width matters).
+    @inline(__always)
+    static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
 
     @inline(__always)
     static func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -227,32 +232,32 @@ extension DirectConv {
                             let a = me + c0 * cop + blk * lanes
                             let wb = we + blk * lanes
                             if rows == tile {
-                                var a0 = load(a), a1 = load(a + 8), b0 = load(a + cop), b1 = load(a + cop + 8)
-                                var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + 8), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + 8)
-                                var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + 8), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + 8)
+                                var a0 = load(a), a1 = load(a + half), b0 = load(a + cop), b1 = load(a + cop + half)
+                                var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + half), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + half)
+                                var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + half), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + half)
                                 var vr = ve + c0, wr = wb
                                 for _ in 0..<count {
-                                    let g0 = load(wr), g1 = load(wr + 8)
-                                    let pa = SIMD8<Float>(repeating: vr[0]), pb = SIMD8<Float>(repeating: vr[1]), pc = SIMD8<Float>(repeating: vr[2])
+                                    let g0 = load(wr), g1 = load(wr + half)
+                                    let pa = Half(repeating: vr[0]), pb = Half(repeating: vr[1]), pc = Half(repeating: vr[2])
                                     a0.addProduct(pa, g0); a1.addProduct(pa, g1)
                                     b0.addProduct(pb, g0); b1.addProduct(pb, g1)
                                     c0v.addProduct(pc, g0); c1v.addProduct(pc, g1)
-                                    let pd = SIMD8<Float>(repeating: vr[3]), pe = SIMD8<Float>(repeating: vr[4]), pf = SIMD8<Float>(repeating: vr[5])
+                                    let pd = Half(repeating: vr[3]), pe = Half(repeating: vr[4]), pf = Half(repeating: vr[5])
                                     d0.addProduct(pd, g0); d1.addProduct(pd, g1)
                                     e0.addProduct(pe, g0); e1.addProduct(pe, g1)
                                     f0.addProduct(pf, g0); f1.addProduct(pf, g1)
                                     vr += ci; wr += cop
                                 }
-                                store(a0, a); store(a1, a + 8); store(b0, a + cop); store(b1, a + cop + 8)
-                                store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + 8); store(d0, a + 3 * cop); store(d1, a + 3 * cop + 8)
-                                store(e0, a + 4 * cop); store(e1, a + 4 * cop + 8); store(f0, a + 5 * cop); store(f1, a + 5 * cop + 8)
+                                store(a0, a); store(a1, a + half); store(b0, a + cop); store(b1, a + cop + half)
+                                store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + half); store(d0, a + 3 * cop); store(d1, a + 3 * cop + half)
+                                store(e0, a + 4 * cop); store(e1, a + 4 * cop + half); store(f0, a + 5 * cop); store(f1, a + 5 * cop + half)
                             } else {
                                 for t in 0..<count {
-                                    let g0 = load(wb + t * cop), g1 = load(wb + t * cop + 8)
+                                    let g0 = load(wb + t * cop), g1 = load(wb + t * cop + half)
                                     for r in 0..<rows {
-                                        let p = SIMD8<Float>(repeating: ve[t * ci + c0 + r])
+                                        let p = Half(repeating: ve[t * ci + c0 + r])
                                         store(load(a + r * cop).addingProduct(p, g0), a + r * cop)
-                                        store(load(a + r * cop + 8).addingProduct(p, g1), a + r * cop + 8)
+                                        store(load(a + r * cop + half).addingProduct(p, g1), a + r * cop + half)
                                     }
                                 }
                             }
@@ -305,7 +310,7 @@ extension DirectConv {
                     let row = oy + i, col = ox + j
                     if n == 0 || row >= g.oh || col >= g.ow { return SIMD8<Float>() }
                     let p = dy + ((b * g.oh + row) * g.ow + col) * co + c
-                    if n == 8 { return load(p) }
+                    if n == 8 { return load8(p) }
                     var s = SIMD8<Float>()
                     for l in 0..<n { s[l] = p[l] }
                     return s

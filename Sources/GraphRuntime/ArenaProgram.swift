@@ -28,6 +28,8 @@ final class ArenaProgram: @unchecked Sendable {
     let graph: Graph
     let plan: MemoryPlan
     let options: CompileOptions
+    /// The convolution kernels the options choose (nil: im2col + sgemm).
+    let direct: DirectKernels?
     let steps: [Step]
     let arena: UnsafeMutableRawPointer
     /// Pointer of every value this run (arena values fixed at init, external ones per run).
@@ -50,6 +52,7 @@ final class ArenaProgram: @unchecked Sendable {
         self.graph = graph
         self.plan = plan
         self.options = options
+        direct = DirectKernels(options)
         arena = UnsafeMutableRawPointer.allocate(byteCount: max(plan.arenaBytes, MemoryPlan.alignment), alignment: MemoryPlan.alignment)
         let n = graph.values.count
         table = .allocate(capacity: max(n, 1))
@@ -166,11 +169,10 @@ final class ArenaProgram: @unchecked Sendable {
         let x = UnsafePointer(argTable + s.argStart)
         if let jit, jit.run(s.value, x, out) { return .jit }
         if case .fused(let f) = s.op {
-            if options.convolution != .gemm,
-               CPUKernels.fusedConvolution(f, s, x, out, winograd: options.convolution == .winograd, workspace: workspace) { return .native }
+            if let direct, CPUKernels.fusedConvolution(f, s, x, out, direct: direct, workspace: workspace) { return .native }
             if let (e, cArgs, tArgs) = epilogues[s.value] {
                 for (k, o) in e.contractionOperands.enumerated() { cArgs[k] = x[o] }
-                if CPUKernels.run(e.contraction, cArgs, out, convolution: options.convolution, workspace: workspace) {
+                if CPUKernels.run(e.contraction, cArgs, out, direct: direct, workspace: workspace) {
                     tArgs[0] = UnsafePointer(out)
                     for (k, o) in e.tailOperands.enumerated() { tArgs[k + 1] = x[o] }
                     if let jit, jit.runEpilogue(s.value, tArgs, out) { return .jit }
@@ -178,7 +180,7 @@ final class ArenaProgram: @unchecked Sendable {
                 }
             }
             if FusedLoops.run(f, s, x, out, workspace: workspace) { return .native }
-        } else if CPUKernels.run(s, x, out, convolution: options.convolution, workspace: workspace) {
+        } else if CPUKernels.run(s, x, out, direct: direct, workspace: workspace) {
             return .native
         }
         // Reference kernel on copies of the operands.
@@ -188,7 +190,7 @@ final class ArenaProgram: @unchecked Sendable {
         let result: Tensor
         if case .fused(let f) = s.op {
             result = ReferenceKernels.evaluate(f.body, args) { op, a, shape in
-                if let t = CPUKernels.run(op, a, shape: shape, convolution: self.options.convolution) { return t }
+                if let t = CPUKernels.run(op, a, shape: shape, direct: self.direct) { return t }
                 return ReferenceKernels.run(op, a, shape: shape)
             }
         } else {

@@ -10,18 +10,17 @@ import GraphKernels
 /// `ReferenceKernels`.
 enum CPUKernels {
 
-    static func run(_ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, convolution: ConvolutionAlgorithm, workspace: Workspace) -> Bool {
+    static func run(_ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, direct: DirectKernels?, workspace: Workspace) -> Bool {
         let n = Shape.count(s.shape)
         if n == 0 { return true }
-        let direct = convolution != .gemm, winograd = convolution == .winograd
         let shapes = s.operandShapes
         switch s.op {
         case .matmul(let ta, let tb): matmul(x[0], x[1], shapes[0], ta, tb, s.shape, out)
-        case .conv2d(let c): conv2d(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, winograd: winograd, workspace)
+        case .conv2d(let c): conv2d(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
         case .conv2dBackpropInput(let c, _):
-            conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, winograd: winograd, workspace)
+            conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
         case .conv2dBackpropFilter(let c, _):
-            conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, winograd: winograd, workspace)
+            conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
         case .unary(let u): unary(u, x[0], out, n)
         case .binary(let b): return binary(b, x[0], shapes[0], x[1], shapes[1], s.shape, out)
         case .select:
@@ -70,13 +69,13 @@ enum CPUKernels {
     }
 
     /// The same kernels on tensors (fused bodies that fall back to evaluation op by op).
-    static func run(_ op: Op, _ a: [Tensor], shape: [Int], convolution: ConvolutionAlgorithm) -> Tensor? {
+    static func run(_ op: Op, _ a: [Tensor], shape: [Int], direct: DirectKernels?) -> Tensor? {
         var out = [Float](repeating: 0, count: Shape.count(shape))
         let step = Step(value: 0, op: op, operands: Array(a.indices), operandShapes: a.map(\.shape), shape: shape, argStart: 0, count: a.count)
         let done = ArenaProgram.withPinned(a) { pointers in
             pointers.withUnsafeBufferPointer { args in
                 out.withUnsafeMutableBufferPointer {
-                    run(step, args.baseAddress!, $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, convolution: convolution, workspace: Workspace())
+                    run(step, args.baseAddress!, $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, direct: direct, workspace: Workspace())
                 }
             }
         }
@@ -98,7 +97,7 @@ enum CPUKernels {
 
     /// A fused `output` kernel that is exactly conv2d -> add(bias [co]) [-> relu]: one pass through
     /// DirectConv with the epilogue applied as tiles are stored. False for any other body.
-    static func fusedConvolution(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, winograd: Bool,
+    static func fusedConvolution(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, direct: DirectKernels,
                                  workspace: Workspace) -> Bool {
         guard f.kind == .output else { return false }
         let body = f.body
@@ -118,12 +117,8 @@ enum CPUKernels {
         guard body.outputs[0].value.index == ops.last!.offset else { return false }
         let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
         if !g.prefersDirect || g.k == 0 || Shape.count(s.shape) == 0 { return false }
-        let geometry = DirectConv.Geometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
-        if winograd && DirectConv.winogradApplies(geometry) {
-            DirectConv.winograd(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
-        } else {
-            DirectConv.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
-        }
+        let geometry = DirectConvGeometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
+        direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
         return true
     }
 
@@ -575,16 +570,12 @@ enum CPUKernels {
     }
 
     static func conv2d(_ x: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ xShape: [Int], _ kShape: [Int], _ c: ConvAttributes,
-                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: Bool, winograd: Bool, _ workspace: Workspace) {
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: DirectKernels?, _ workspace: Workspace) {
         let g = ConvGeometry(x: xShape, kernel: kShape, out: shape, c)
         if g.k == 0 { out.update(repeating: 0, count: Shape.count(shape)); return }
-        if direct && g.prefersDirect {
-            let geometry = DirectConv.Geometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
-            if winograd && DirectConv.winogradApplies(geometry) {
-                DirectConv.winograd(x, kernel, out, geometry, workspace: workspace)
-            } else {
-                DirectConv.forward(x, kernel, out, geometry, workspace: workspace)
-            }
+        if let direct, g.prefersDirect {
+            direct.forward(x, kernel, out, DirectConvGeometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding),
+                           workspace: workspace)
             return
         }
         if g.isPointwise {
@@ -603,12 +594,12 @@ enum CPUKernels {
     /// kernel flipped in space and transposed in channels (padding mirrored); other strides use
     /// sgemm + col2im.
     static func conv2dBackpropInput(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ dyShape: [Int], _ kShape: [Int],
-                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, direct: Bool, winograd: Bool,
+                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, direct: DirectKernels?,
                                     _ workspace: Workspace) {
         let g = ConvGeometry(x: shape, kernel: kShape, out: dyShape, c)
         let total = Shape.count(shape)
         if Shape.count(dyShape) == 0 || g.k == 0 { dx.update(repeating: 0, count: total); return }
-        if direct && g.prefersDirectInputGradient {
+        if let direct, g.prefersDirectInputGradient {
             let (kh, kw, ci, co) = (g.kh, g.kw, g.ci, g.co)
             let flipped = workspace.buffer(.flippedKernel, kh * kw * ci * co, of: Float.self)
             for i in 0..<kh {
@@ -621,13 +612,9 @@ enum CPUKernels {
             let top = kh - 1 - g.pt, left = kw - 1 - g.pl
             let bottom = g.h - g.oh + kh - 1 - top, right = g.w - g.ow + kw - 1 - left
             if top >= 0 && left >= 0 && bottom >= 0 && right >= 0 {
-                let geometry = DirectConv.Geometry(input: dyShape, kernel: [kh, kw, co, ci], output: shape, strides: [1, 1],
-                                                   padding: [top, bottom, left, right])
-                if winograd && DirectConv.winogradApplies(geometry) {
-                    DirectConv.winograd(dy, flipped, dx, geometry, workspace: workspace)
-                } else {
-                    DirectConv.forward(dy, flipped, dx, geometry, workspace: workspace)
-                }
+                let geometry = DirectConvGeometry(input: dyShape, kernel: [kh, kw, co, ci], output: shape, strides: [1, 1],
+                                                  padding: [top, bottom, left, right])
+                direct.forward(dy, flipped, dx, geometry, workspace: workspace)
                 return
             }
         }
@@ -645,18 +632,14 @@ enum CPUKernels {
     }
 
     static func conv2dBackpropFilter(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ xShape: [Int], _ dyShape: [Int],
-                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, direct: Bool, winograd: Bool,
+                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, direct: DirectKernels?,
                                      _ workspace: Workspace) {
         let g = ConvGeometry(x: xShape, kernel: shape, out: dyShape, c)
         dk.update(repeating: 0, count: Shape.count(shape))
         if Shape.count(dyShape) == 0 || g.k == 0 { return }
-        if direct && g.prefersDirect {
-            let geometry = DirectConv.Geometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding)
-            if winograd && DirectConv.winogradApplies(geometry) {
-                DirectConv.winogradFilterGradient(x, dy, dk, geometry, workspace: workspace)
-            } else {
-                DirectConv.filterGradient(x, dy, dk, geometry, workspace: workspace)
-            }
+        if let direct, g.prefersDirect {
+            direct.filterGradient(x, dy, dk, DirectConvGeometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding),
+                                  workspace: workspace)
             return
         }
         if g.isPointwise {

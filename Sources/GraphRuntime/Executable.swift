@@ -16,7 +16,7 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
     /// `direct`, with 3x3 stride-1 convolutions (and stride-1 input gradients) of 16 or more
     /// channels by Winograd F(2x2, 3x3): 16 products per 2x2 outputs instead of 36.
     case winograd
-    /// FastKernels.DirectConv (AVX2/FMA register tiles) where outputs are wide enough, sgemm elsewhere.
+    /// FastKernels.DirectConv (AVX2 or AVX-512 register tiles) where outputs are wide enough, sgemm elsewhere.
     case direct
     /// im2col + OpenBLAS sgemm.
     case gemm
@@ -38,9 +38,14 @@ public struct CompileOptions: Equatable, Sendable {
     /// `cpu` backend: compile fused elementwise kernels to machine code with LLVM (GraphJIT)
     /// instead of running them through the tiled Swift loops.
     public var jit: Bool
+    /// `cpu` backend: the instruction set of the direct and Winograd convolution kernels (the
+    /// widest this machine has, unless STEGASTAMP_ISA says otherwise).
+    public var vectorISA: VectorISA
     public init(backend: Backend = .cpu, optimize: Bool = true, disabledPasses: Set<String> = [],
-                convolution: ConvolutionAlgorithm = .standard, jit: Bool = JITOption.standard) {
+                convolution: ConvolutionAlgorithm = .standard, jit: Bool = JITOption.standard, vectorISA: VectorISA = .standard) {
+        precondition(vectorISA.isAvailable, "this CPU cannot run \(vectorISA.rawValue) kernels")
         self.backend = backend
+        self.vectorISA = vectorISA
         self.jit = jit
         self.convolution = convolution
         self.optimize = optimize

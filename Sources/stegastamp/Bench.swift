@@ -56,7 +56,7 @@ struct Bench: ParsableCommand {
             try serve(workloads[0])
             return
         }
-        print("size \(size), backend \(backend.rawValue), \(iterations) timed iterations after one warm-up call")
+        print("size \(size), backend \(backend.rawValue), \(iterations) timed iterations after one warm-up call; convolution kernels \(VectorISA.standard.rawValue), OpenBLAS \(BLASCore.name)")
         print("workload   batch   median ms      min ms   GFLOP/s   compile s   first call s   peak RSS MiB")
         var profiles: [(BenchWorkload, Profile)] = []
         for w in workloads {

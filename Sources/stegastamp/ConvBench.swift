@@ -70,7 +70,7 @@ struct ConvolutionBench {
     func run() throws {
         let n = 1024
         let peak = 2 * Double(n * n * n) / (try time(.matmul(transposeA: false, transposeB: false), [[n, n], [n, n]])) / 1e9
-        print(String(format: "sgemm %dx%dx%d (OpenBLAS, this run): %.1f GFLOP/s", n, n, n, peak))
+        print(String(format: "sgemm %dx%dx%d (OpenBLAS %@, this run): %.1f GFLOP/s; convolution kernels %@", n, n, n, BLASCore.name, peak, VectorISA.standard.rawValue))
         let g = try BenchWorkload.w3.build(size: size).graph
         let exe = try Compiler.compile(g, for: Signature.of(g), options: options)
         let cases = Self.cases(in: exe.graph).sorted { Self.flops($0.key) * Double($0.value) > Self.flops($1.key) * Double($1.value) }

@@ -93,16 +93,19 @@ final class InterpreterTests: XCTestCase {
 
 /// The CPU backend's fast kernels against the reference interpreter.
 final class CPUBackendTests: XCTestCase {
-    /// Every output through the CPU backend, with each convolution algorithm, against the interpreter.
+    /// Every output through the CPU backend, with each convolution algorithm and each instruction
+    /// set this machine has, against the interpreter.
     func compare(_ g: Graph, _ feeds: [String: Tensor], tolerance: Double = 1e-5, file: StaticString = #filePath, line: UInt = #line) throws {
         let ref = try evaluate(g, feeds, backend: .interpreter)
         for algorithm in ConvolutionAlgorithm.allCases {
             for jit in [false, true] {
-                let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: algorithm, jit: jit))
-                let cpu = try exe.run(feeds)
-                for (name, t) in ref {
-                    let e = relativeErrors(cpu[name]!, t)
-                    XCTAssertLessThan(e.max, tolerance, "\(name) (\(algorithm), jit \(jit))", file: file, line: line)
+                for isa in VectorISA.available {
+                    let options = CompileOptions(backend: .cpu, convolution: algorithm, jit: jit, vectorISA: isa)
+                    let cpu = try Compiler.compile(g, for: Signature.of(g), options: options).run(feeds)
+                    for (name, t) in ref {
+                        let e = relativeErrors(cpu[name]!, t)
+                        XCTAssertLessThan(e.max, tolerance, "\(name) (\(algorithm), jit \(jit), \(isa))", file: file, line: line)
+                    }
                 }
             }
         }
@@ -131,6 +134,9 @@ final class CPUBackendTests: XCTestCase {
             ([2, 7, 25, 16], [3, 3, 16, 16], [1, 1], [1, 1, 1, 1]),
             ([1, 9, 33, 24], [3, 3, 24, 33], [1, 1], [0, 0, 0, 0]),
             ([1, 8, 26, 20], [3, 3, 20, 17], [1, 1], [1, 1, 1, 1]),
+            // Channel counts that leave a partial 32-lane block (AVX-512) and one partial 16-lane block.
+            ([1, 6, 27, 19], [3, 3, 19, 40], [1, 1], [1, 1, 1, 1]),
+            ([1, 5, 28, 9], [3, 3, 9, 40], [2, 1], [1, 1, 1, 1]),
         ]
         for (i, (xs, ks, s, p)) in cases.enumerated() {
             let c = ConvAttributes(strides: s, padding: p)
@@ -162,10 +168,13 @@ final class CPUBackendTests: XCTestCase {
             let g = try b.finish()
             let feeds = ["x": randomTensor(xs, seed: UInt64(i)), "k": randomTensor(ks, seed: 10 + UInt64(i)), "bias": randomTensor([ks[3]], seed: 20 + UInt64(i))]
             for (jit, algorithm) in [(false, ConvolutionAlgorithm.direct), (true, .direct), (true, .winograd)] {
-                let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, convolution: algorithm, jit: jit))
-                XCTAssertTrue(exe.graph.values.contains { if case .fused(let f)? = $0.op { return f.kind == .output } else { return false } })
-                let ref = try evaluate(g, feeds, backend: .interpreter)["y"]!
-                XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref).max, 1e-5, "case \(i) jit \(jit) \(algorithm)")
+                for isa in VectorISA.available {
+                    let options = CompileOptions(backend: .cpu, convolution: algorithm, jit: jit, vectorISA: isa)
+                    let exe = try Compiler.compile(g, for: Signature.of(g), options: options)
+                    XCTAssertTrue(exe.graph.values.contains { if case .fused(let f)? = $0.op { return f.kind == .output } else { return false } })
+                    let ref = try evaluate(g, feeds, backend: .interpreter)["y"]!
+                    XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref).max, 1e-5, "case \(i) jit \(jit) \(algorithm) \(isa)")
+                }
             }
         }
     }

@@ -47,13 +47,14 @@ public func relativeErrors(_ actual: Tensor, _ expected: Tensor) -> (max: Double
 }
 
 /// The ways a test runs a graph: the interpreter (the oracle), the CPU backend with its Swift
-/// elementwise loops, and the CPU backend with GraphJIT.
+/// elementwise loops and AVX2 convolution kernels, and the CPU backend with GraphJIT and the
+/// widest convolution kernels this machine has (AVX-512 where it can), so fixture tests cover both.
 public enum TestBackend: String, CaseIterable, Sendable {
     case interpreter, cpu, cpuJIT = "cpu+jit"
     public var options: CompileOptions {
         switch self {
         case .interpreter: return CompileOptions(backend: .interpreter)
-        case .cpu: return CompileOptions(backend: .cpu, jit: false)
+        case .cpu: return CompileOptions(backend: .cpu, jit: false, vectorISA: .avx2)
         case .cpuJIT: return CompileOptions(backend: .cpu, jit: true)
         }
     }

@@ -1,0 +1,1 @@
+../FastKernels/DirectConv.swift

@@ -1,0 +1,1 @@
+../FastKernels/DirectConvFilterGrad.swift
