@@ -5,8 +5,8 @@ import Dispatch
 /// input patch d becomes V = Bt d B, the kernel g becomes U = G g Gt (once per call), the 16
 /// positions of V . U are 16 independent [tiles x ci] x [ci x co] products (the direct kernel's
 /// 6 x lanes register tile, as a 1x1 convolution), and Y = At M A gives the 2x2 outputs. Tiles are
-/// processed in row segments small enough for the transformed data to stay in cache, the segments
-/// split between the cores.
+/// processed in segments of consecutive tiles (across rows and images) small enough for the
+/// transformed data to stay in cache, the segments split between the cores.
 extension DirectConv {
     /// Whether `winograd` takes this convolution: 3x3, stride 1, and enough channels for the
     /// products to run at the register tile's speed.
@@ -14,8 +14,15 @@ extension DirectConv {
         g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ci >= 16 && g.co >= 16 && g.oh >= 2 && g.ow >= 2
     }
 
-    /// Tiles per segment.
-    static let segment = 48
+    /// Tiles per segment: at most 48, fewer where the channels are many, so that a core's V and M
+    /// (16 x segment x (ci + co) floats) stay near 384 KiB, inside its L2 cache (4x32x32x128 -> 64:
+    /// 1.2 ms with 30-tile segments across rows, 1.6 ms with one 16-tile row each). The weight
+    /// gradient keeps 48: its accumulators are per channel pair, not per tile, and longer segments
+    /// amortise them.
+    static func segmentLength(ci: Int, co: Int) -> Int {
+        let fit = (384 * 1024 / 4) / (16 * (ci + co))
+        return max(12, min(48, fit / tile * tile))
+    }
 
     public static func winograd(_ x: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ g: Geometry,
                                 bias: UnsafePointer<Float>? = nil, relu: Bool = false, workspace: Workspace) {
@@ -51,8 +58,9 @@ extension DirectConv {
         biasPadded.update(repeating: 0, count: blocks * lanes)
         if let bias { biasPadded.update(from: bias, count: co) }
         let th = (g.oh + 1) / 2, tw = (g.ow + 1) / 2
-        let segmentsPerRow = (tw + segment - 1) / segment
-        let jobs = g.n * th * segmentsPerRow
+        let tiles = g.n * th * tw
+        let segment = segmentLength(ci: ci, co: co)
+        let jobs = (tiles + segment - 1) / segment
         let parts = jobs >= 2 ? 2 : 1
         // Per core: V [16][segment][ci] and M [16][segment][co].
         let vSize = 16 * segment * ci, mSize = 16 * segment * co
@@ -63,11 +71,8 @@ extension DirectConv {
             let m = v + vSize
             let e = Epilogue(relu: false)  // plain stores into M
             for job in (jobs * part / parts)..<(jobs * (part + 1) / parts) {
-                let b = job / (th * segmentsPerRow)
-                let ty = (job / segmentsPerRow) % th
-                let tx0 = (job % segmentsPerRow) * segment
-                let count = min(segment, tw - tx0)
-                inputTransform(x, g, b: b, ty: ty, tx0: tx0, count: count, into: v)
+                let first = job * segment, count = min(segment, tiles - first)
+                inputTransform(x, g, first: first, count: count, segment: segment, into: v)
                 // 16 products [count x ci] x [ci x co] into M.
                 for p in 0..<16 {
                     let vp = UnsafePointer(v + p * segment * ci), mp = m + p * segment * co
@@ -86,19 +91,28 @@ extension DirectConv {
                         }
                     }
                 }
-                outputTransform(UnsafePointer(m), g, b: b, ty: ty, tx0: tx0, count: count, bias: biasP, relu: relu, into: y)
+                outputTransform(UnsafePointer(m), g, first: first, count: count, segment: segment, bias: biasP, relu: relu, into: y)
             }
         }
         if parts == 2 { DispatchQueue.concurrentPerform(iterations: 2) { work($0) } } else { work(0) }
     }
 
-    /// V[e][t][c] = (Bt d B)[e] for the tiles tx0..<tx0+count of tile row ty, d the zero-padded 4x4 patch.
-    static func inputTransform(_ x: UnsafePointer<Float>, _ g: Geometry, b: Int, ty: Int, tx0: Int, count: Int,
+    /// Image, tile row and tile column of tile `q` (tiles numbered along rows, image after image):
+    /// a segment is any run of consecutive tiles, so small images fill whole segments too.
+    @inline(__always)
+    static func tileOrigin(_ q: Int, _ g: Geometry) -> (b: Int, ty: Int, tx: Int) {
+        let th = (g.oh + 1) / 2, tw = (g.ow + 1) / 2
+        return (q / (th * tw), (q / tw) % th, q % tw)
+    }
+
+    /// V[e][t][c] = (Bt d B)[e] for the tiles first..<first+count, d the zero-padded 4x4 patch.
+    static func inputTransform(_ x: UnsafePointer<Float>, _ g: Geometry, first: Int, count: Int, segment: Int,
                                into v: UnsafeMutablePointer<Float>) {
         let ci = g.ci
         let stride = segment * ci  // between positions e
         for t in 0..<count {
-            let top = 2 * ty - g.pt, left = 2 * (tx0 + t) - g.pl
+            let (b, ty, tx) = tileOrigin(first + t, g)
+            let top = 2 * ty - g.pt, left = 2 * tx - g.pl
             // Rows and columns of the patch inside the image.
             func rowPointer(_ i: Int) -> UnsafePointer<Float>? {
                 let iy = top + i
@@ -143,12 +157,13 @@ extension DirectConv {
     }
 
     /// y = At M A (+ bias, ReLU) for the tiles of one segment, clipped to the output.
-    static func outputTransform(_ m: UnsafePointer<Float>, _ g: Geometry, b: Int, ty: Int, tx0: Int, count: Int,
+    static func outputTransform(_ m: UnsafePointer<Float>, _ g: Geometry, first: Int, count: Int, segment: Int,
                                 bias: UnsafePointer<Float>, relu: Bool, into y: UnsafeMutablePointer<Float>) {
         let co = g.co
         let stride = segment * co
         for t in 0..<count {
-            let oy = 2 * ty, ox = 2 * (tx0 + t)
+            let (b, ty, tx) = tileOrigin(first + t, g)
+            let oy = 2 * ty, ox = 2 * tx
             let src = m + t * co
             var c = 0
             while c < co {
@@ -204,8 +219,9 @@ extension DirectConv {
         let blocks = (co + lanes - 1) / lanes
         let cop = blocks * lanes
         let th = (g.oh + 1) / 2, tw = (g.ow + 1) / 2
-        let segmentsPerRow = (tw + segment - 1) / segment
-        let jobs = g.n * th * segmentsPerRow
+        let tiles = g.n * th * tw
+        let segment = 48
+        let jobs = (tiles + segment - 1) / segment
         let parts = jobs >= 2 ? 2 : 1
         let mSize = 16 * ci * cop
         let sums = workspace.buffer(.partials, parts * mSize, of: Float.self)
@@ -218,12 +234,9 @@ extension DirectConv {
             let w = v + vSize
             let m = sums + part * mSize  // M[e][ci][cop]
             for job in (jobs * part / parts)..<(jobs * (part + 1) / parts) {
-                let b = job / (th * segmentsPerRow)
-                let ty = (job / segmentsPerRow) % th
-                let tx0 = (job % segmentsPerRow) * segment
-                let count = min(segment, tw - tx0)
-                inputTransform(x, g, b: b, ty: ty, tx0: tx0, count: count, into: v)
-                gradientTransform(dy, g, b: b, ty: ty, tx0: tx0, count: count, cop: cop, into: w)
+                let first = job * segment, count = min(segment, tiles - first)
+                inputTransform(x, g, first: first, count: count, segment: segment, into: v)
+                gradientTransform(dy, g, first: first, count: count, segment: segment, cop: cop, into: w)
                 for e in 0..<16 {
                     let ve = UnsafePointer(v + e * segment * ci), we = UnsafePointer(w + e * segment * cop), me = m + e * ci * cop
                     for ct in 0..<ciTiles {
@@ -294,14 +307,15 @@ extension DirectConv {
         }
     }
 
-    /// W[e][t][o] = (A y At)[e] for the 2x2 blocks of dy of one segment (zero past the output's edge),
+    /// W[e][t][o] = (A y At)[e] for the 2x2 blocks of dy of the tiles first..<first+count (zero past the output's edge),
     /// channels padded to `cop` with zeros.
-    static func gradientTransform(_ dy: UnsafePointer<Float>, _ g: Geometry, b: Int, ty: Int, tx0: Int, count: Int, cop: Int,
+    static func gradientTransform(_ dy: UnsafePointer<Float>, _ g: Geometry, first: Int, count: Int, segment: Int, cop: Int,
                                   into w: UnsafeMutablePointer<Float>) {
         let co = g.co
         let stride = segment * cop
         for t in 0..<count {
-            let oy = 2 * ty, ox = 2 * (tx0 + t)
+            let (b, ty, tx) = tileOrigin(first + t, g)
+            let oy = 2 * ty, ox = 2 * tx
             let out = w + t * cop
             var c = 0
             while c < cop {

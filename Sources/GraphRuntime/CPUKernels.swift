@@ -116,8 +116,9 @@ enum CPUKernels {
         }
         guard body.outputs[0].value.index == ops.last!.offset else { return false }
         let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
-        if !g.prefersDirect || g.k == 0 || Shape.count(s.shape) == 0 { return false }
+        if g.isPointwise || g.k == 0 || Shape.count(s.shape) == 0 { return false }
         let geometry = DirectConvGeometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
+        if !direct.takes(geometry, wide: g.prefersDirect) { return false }
         direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
         return true
     }
@@ -505,6 +506,7 @@ enum CPUKernels {
         /// Whether DirectConv beats im2col + sgemm for this shape: measured with `stegastamp bench
         /// --convolutions` (2026-11-25), the direct kernel wins from 32-pixel-wide outputs up and
         /// sgemm below 24 (its 6-pixel tiles leave too few per row; sgemm's M is n*oh*ow regardless).
+        /// Winograd works on runs of tiles across rows and images, so it takes narrow outputs too.
         var prefersDirect: Bool { !isPointwise && ow >= 24 }
         /// The same for the input gradient, which runs as a forward convolution over dy with
         /// output width w (stride 1 only).
@@ -573,9 +575,9 @@ enum CPUKernels {
                        _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: DirectKernels?, _ workspace: Workspace) {
         let g = ConvGeometry(x: xShape, kernel: kShape, out: shape, c)
         if g.k == 0 { out.update(repeating: 0, count: Shape.count(shape)); return }
-        if let direct, g.prefersDirect {
-            direct.forward(x, kernel, out, DirectConvGeometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding),
-                           workspace: workspace)
+        let geometry = DirectConvGeometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
+        if let direct, !g.isPointwise && direct.takes(geometry, wide: g.prefersDirect) {
+            direct.forward(x, kernel, out, geometry, workspace: workspace)
             return
         }
         if g.isPointwise {
@@ -599,21 +601,21 @@ enum CPUKernels {
         let g = ConvGeometry(x: shape, kernel: kShape, out: dyShape, c)
         let total = Shape.count(shape)
         if Shape.count(dyShape) == 0 || g.k == 0 { dx.update(repeating: 0, count: total); return }
-        if let direct, g.prefersDirectInputGradient {
+        if let direct, !g.isPointwise && g.sh == 1 && g.sw == 1 {
             let (kh, kw, ci, co) = (g.kh, g.kw, g.ci, g.co)
-            let flipped = workspace.buffer(.flippedKernel, kh * kw * ci * co, of: Float.self)
-            for i in 0..<kh {
-                for j in 0..<kw {
-                    let src = kernel + ((kh - 1 - i) * kw + (kw - 1 - j)) * ci * co
-                    let dst = flipped + (i * kw + j) * co * ci
-                    for q in 0..<ci { for o in 0..<co { dst[o * ci + q] = src[q * co + o] } }
-                }
-            }
             let top = kh - 1 - g.pt, left = kw - 1 - g.pl
             let bottom = g.h - g.oh + kh - 1 - top, right = g.w - g.ow + kw - 1 - left
-            if top >= 0 && left >= 0 && bottom >= 0 && right >= 0 {
-                let geometry = DirectConvGeometry(input: dyShape, kernel: [kh, kw, co, ci], output: shape, strides: [1, 1],
-                                                  padding: [top, bottom, left, right])
+            let geometry = DirectConvGeometry(input: dyShape, kernel: [kh, kw, co, ci], output: shape, strides: [1, 1],
+                                              padding: [top, bottom, left, right])
+            if top >= 0 && left >= 0 && bottom >= 0 && right >= 0 && direct.takes(geometry, wide: g.prefersDirectInputGradient) {
+                let flipped = workspace.buffer(.flippedKernel, kh * kw * ci * co, of: Float.self)
+                for i in 0..<kh {
+                    for j in 0..<kw {
+                        let src = kernel + ((kh - 1 - i) * kw + (kw - 1 - j)) * ci * co
+                        let dst = flipped + (i * kw + j) * co * ci
+                        for q in 0..<ci { for o in 0..<co { dst[o * ci + q] = src[q * co + o] } }
+                    }
+                }
                 direct.forward(dy, flipped, dx, geometry, workspace: workspace)
                 return
             }
@@ -637,9 +639,11 @@ enum CPUKernels {
         let g = ConvGeometry(x: xShape, kernel: shape, out: dyShape, c)
         dk.update(repeating: 0, count: Shape.count(shape))
         if Shape.count(dyShape) == 0 || g.k == 0 { return }
+        // Only wide outputs: the Winograd weight gradient of narrow, many-channel layers (16x16x256)
+        // measured slower than sgemm (its per-core accumulators outgrow the cache).
         if let direct, g.prefersDirect {
-            direct.filterGradient(x, dy, dk, DirectConvGeometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding),
-                                  workspace: workspace)
+            let geometry = DirectConvGeometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding)
+            direct.filterGradient(x, dy, dk, geometry, workspace: workspace)
             return
         }
         if g.isPointwise {

@@ -48,6 +48,10 @@ struct DirectKernels {
         winograd = options.convolution == .winograd
     }
 
+    /// Whether these kernels take a convolution: Winograd's at any width, the direct kernel only
+    /// where the outputs are wide enough for its 6-pixel tiles (`wide`).
+    func takes(_ g: DirectConvGeometry, wide: Bool) -> Bool { wide || useWinograd(g) }
+
     private func useWinograd(_ g: DirectConvGeometry) -> Bool {
         winograd && FastKernels.DirectConv.winogradApplies(g)
     }

@@ -137,6 +137,8 @@ final class CPUBackendTests: XCTestCase {
             // Channel counts that leave a partial 32-lane block (AVX-512) and one partial 16-lane block.
             ([1, 6, 27, 19], [3, 3, 19, 40], [1, 1], [1, 1, 1, 1]),
             ([1, 5, 28, 9], [3, 3, 9, 40], [2, 1], [1, 1, 1, 1]),
+            // Narrow and many channels: Winograd segments shorter than 48 tiles, across rows and images.
+            ([2, 5, 9, 300], [3, 3, 300, 40], [1, 1], [1, 1, 1, 1]),
         ]
         for (i, (xs, ks, s, p)) in cases.enumerated() {
             let c = ConvAttributes(strides: s, padding: p)
