@@ -481,9 +481,8 @@ enum CPUKernels {
         let batch = Shape.count(Array(shape[..<(r - 2)]))
         if k == 0 { out.update(repeating: 0, count: batch * m * n); return }
         for p in 0..<batch {
-            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                        Int32(m), Int32(n), Int32(k), 1, a + p * m * k, Int32(ta ? m : k), b + p * k * n, Int32(tb ? k : n),
-                        0, out + p * m * n, Int32(n))
+            Sgemm.run(transA: ta, transB: tb, m: m, n: n, k: k, a + p * m * k, lda: ta ? m : k, b + p * k * n, ldb: tb ? k : n,
+                      out + p * m * n, ldc: n)
         }
     }
 
@@ -581,14 +580,12 @@ enum CPUKernels {
             return
         }
         if g.isPointwise {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(g.n * g.h * g.w), Int32(g.co), Int32(g.ci),
-                        1, x, Int32(g.ci), kernel, Int32(g.co), 0, out, Int32(g.co))
+            Sgemm.run(m: g.n * g.h * g.w, n: g.co, k: g.ci, x, lda: g.ci, kernel, ldb: g.co, out, ldc: g.co)
             return
         }
         g.forEachTile(workspace) { b, y0, y1, col in
             g.im2col(x, b: b, y0: y0, y1: y1, into: col)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32((y1 - y0) * g.ow), Int32(g.co), Int32(g.k),
-                        1, col, Int32(g.k), kernel, Int32(g.co), 0, out + (b * g.oh + y0) * g.ow * g.co, Int32(g.co))
+            Sgemm.run(m: (y1 - y0) * g.ow, n: g.co, k: g.k, col, lda: g.k, kernel, ldb: g.co, out + (b * g.oh + y0) * g.ow * g.co, ldc: g.co)
         }
     }
 
@@ -622,13 +619,12 @@ enum CPUKernels {
         }
         dx.update(repeating: 0, count: total)
         if g.isPointwise {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(g.n * g.h * g.w), Int32(g.ci), Int32(g.co),
-                        1, dy, Int32(g.co), kernel, Int32(g.co), 0, dx, Int32(g.ci))
+            Sgemm.run(transB: true, m: g.n * g.h * g.w, n: g.ci, k: g.co, dy, lda: g.co, kernel, ldb: g.co, dx, ldc: g.ci)
             return
         }
         g.forEachTile(workspace) { b, y0, y1, col in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32((y1 - y0) * g.ow), Int32(g.k), Int32(g.co),
-                        1, dy + (b * g.oh + y0) * g.ow * g.co, Int32(g.co), kernel, Int32(g.co), 0, col, Int32(g.k))
+            Sgemm.run(transB: true, m: (y1 - y0) * g.ow, n: g.k, k: g.co, dy + (b * g.oh + y0) * g.ow * g.co, lda: g.co, kernel, ldb: g.co,
+                      col, ldc: g.k)
             g.col2im(col, b: b, y0: y0, y1: y1, into: dx)
         }
     }
@@ -647,14 +643,13 @@ enum CPUKernels {
             return
         }
         if g.isPointwise {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(g.ci), Int32(g.co), Int32(g.n * g.h * g.w),
-                        1, x, Int32(g.ci), dy, Int32(g.co), 0, dk, Int32(g.co))
+            Sgemm.run(transA: true, m: g.ci, n: g.co, k: g.n * g.h * g.w, x, lda: g.ci, dy, ldb: g.co, dk, ldc: g.co)
             return
         }
         g.forEachTile(workspace) { b, y0, y1, col in
             g.im2col(x, b: b, y0: y0, y1: y1, into: col)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(g.k), Int32(g.co), Int32((y1 - y0) * g.ow),
-                        1, col, Int32(g.k), dy + (b * g.oh + y0) * g.ow * g.co, Int32(g.co), 1, dk, Int32(g.co))
+            Sgemm.run(transA: true, m: g.k, n: g.co, k: (y1 - y0) * g.ow, col, lda: g.k, dy + (b * g.oh + y0) * g.ow * g.co, ldb: g.co,
+                      beta: 1, dk, ldc: g.co)
         }
     }
 }

@@ -312,13 +312,17 @@ final class CPUBackendTests: XCTestCase {
     }
 
     func testMatmulAndElementwiseMatchTheInterpreter() throws {
-        for ta in [false, true] {
-            for tb in [false, true] {
-                let b = GraphBuilder(name: "mm")
-                let a = b.input("a", ta ? [3, 7, 5] : [3, 5, 7]), m = b.input("m", tb ? [3, 4, 7] : [3, 7, 4])
-                b.output("y", b.matmul(a, m, transposeA: ta, transposeB: tb))
-                let g = try b.finish()
-                try compare(g, ["a": randomTensor(b.shape(a), seed: 1), "m": randomTensor(b.shape(m), seed: 2)])
+        // Small, then large enough to be split between the cores along m (70 rows: halves of 48
+        // and 22) and along n (4 rows, 520 columns).
+        for (mm, kk, nn) in [(5, 7, 4), (70, 90, 50), (4, 300, 520)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let b = GraphBuilder(name: "mm")
+                    let a = b.input("a", ta ? [3, kk, mm] : [3, mm, kk]), m = b.input("m", tb ? [3, nn, kk] : [3, kk, nn])
+                    b.output("y", b.matmul(a, m, transposeA: ta, transposeB: tb))
+                    let g = try b.finish()
+                    try compare(g, ["a": randomTensor(b.shape(a), seed: 1), "m": randomTensor(b.shape(m), seed: 2)])
+                }
             }
         }
         let b = GraphBuilder(name: "ew")
