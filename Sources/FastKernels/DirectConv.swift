@@ -76,6 +76,13 @@ public enum DirectConv {
                           outBlock + ox * g.co, outStride: g.co, valid: valid, e)
                     ox += tile
                 }
+                // 3 to 5 interior pixels left: one tile with its last pixel repeated (it costs a
+                // full tile, less than 3 latency-bound single pixels).
+                if last - ox >= 3 {
+                    tile6(rowBase + (ox * g.sw - g.pl) * g.ci, pixelStride: g.sw * g.ci, rowStride: g.w * g.ci, wRows, kh: i1 - i0, inner: inner,
+                          outBlock + ox * g.co, outStride: g.co, valid: valid, e, pixels: last - ox)
+                    ox = last
+                }
                 while ox < g.ow { edge(ox); ox += 1 }
             }
         }
@@ -116,16 +123,19 @@ public enum DirectConv {
         }
     }
 
-    /// Six output pixels, `lanes` channels.
+    /// Six output pixels, `lanes` channels. With `pixels` < 6, only that many: the others repeat
+    /// the last one's input and are not stored.
     @inline(__always)
     static func tile6(_ x: UnsafePointer<Float>, pixelStride ps: Int, rowStride rs: Int, _ w: UnsafePointer<Float>, kh: Int, inner: Int,
-                      _ out: UnsafeMutablePointer<Float>, outStride os: Int, valid: Int, _ e: Epilogue) {
+                      _ out: UnsafeMutablePointer<Float>, outStride os: Int, valid: Int, _ e: Epilogue, pixels: Int = 6) {
         var a0 = Half(), a1 = Half(), b0 = Half(), b1 = Half()
         var c0 = Half(), c1 = Half(), d0 = Half(), d1 = Half()
         var e0 = Half(), e1 = Half(), f0 = Half(), f1 = Half()
+        let last = pixels - 1
         for i in 0..<kh {
             // One pointer per pixel, advanced together: no index arithmetic in the loop.
-            var r0 = x + i * rs, r1 = r0 + ps, r2 = r0 + 2 * ps, r3 = r0 + 3 * ps, r4 = r0 + 4 * ps, r5 = r0 + 5 * ps
+            var r0 = x + i * rs, r1 = r0 + min(1, last) * ps, r2 = r0 + min(2, last) * ps
+            var r3 = r0 + min(3, last) * ps, r4 = r0 + min(4, last) * ps, r5 = r0 + min(5, last) * ps
             var wr = w + i * inner * lanes
             for _ in 0..<inner {
                 let w0 = load(wr), w1 = load(wr + half)
@@ -144,11 +154,11 @@ public enum DirectConv {
             }
         }
         e.store(a0, a1, out, valid: valid)
-        e.store(b0, b1, out + os, valid: valid)
-        e.store(c0, c1, out + 2 * os, valid: valid)
-        e.store(d0, d1, out + 3 * os, valid: valid)
-        e.store(e0, e1, out + 4 * os, valid: valid)
-        e.store(f0, f1, out + 5 * os, valid: valid)
+        if pixels > 1 { e.store(b0, b1, out + os, valid: valid) }
+        if pixels > 2 { e.store(c0, c1, out + 2 * os, valid: valid) }
+        if pixels > 3 { e.store(d0, d1, out + 3 * os, valid: valid) }
+        if pixels > 4 { e.store(e0, e1, out + 4 * os, valid: valid) }
+        if pixels > 5 { e.store(f0, f1, out + 5 * os, valid: valid) }
     }
 
     /// One output pixel, `lanes` channels: `length` consecutive (kw, ci) positions of each kernel row
@@ -156,15 +166,30 @@ public enum DirectConv {
     @inline(__always)
     static func tile1(_ x: UnsafePointer<Float>, rowStride rs: Int, _ w: UnsafePointer<Float>, kh: Int, inner: Int, length: Int,
                       _ out: UnsafeMutablePointer<Float>, valid: Int, _ e: Epilogue) {
-        var a0 = Half(), a1 = Half()
+        // Four independent pairs of sums (positions j mod 4), so the FMAs do not wait on each
+        // other's latency: one pixel has no other pixels to interleave.
+        var a0 = Half(), a1 = Half(), b0 = Half(), b1 = Half(), c0 = Half(), c1 = Half(), d0 = Half(), d1 = Half()
         for i in 0..<kh {
             let row = x + i * rs
-            let wr = w + i * inner * lanes
-            for j in 0..<length {
+            var wr = w + i * inner * lanes
+            var j = 0
+            while j + 4 <= length {
+                let p = Half(repeating: row[j]), q = Half(repeating: row[j + 1])
+                let r = Half(repeating: row[j + 2]), s = Half(repeating: row[j + 3])
+                a0.addProduct(p, load(wr)); a1.addProduct(p, load(wr + half))
+                b0.addProduct(q, load(wr + lanes)); b1.addProduct(q, load(wr + lanes + half))
+                c0.addProduct(r, load(wr + 2 * lanes)); c1.addProduct(r, load(wr + 2 * lanes + half))
+                d0.addProduct(s, load(wr + 3 * lanes)); d1.addProduct(s, load(wr + 3 * lanes + half))
+                wr += 4 * lanes
+                j += 4
+            }
+            while j < length {
                 let p = Half(repeating: row[j])
-                a0.addProduct(p, load(wr + j * lanes)); a1.addProduct(p, load(wr + j * lanes + half))
+                a0.addProduct(p, load(wr)); a1.addProduct(p, load(wr + half))
+                wr += lanes
+                j += 1
             }
         }
-        e.store(a0, a1, out, valid: valid)
+        e.store((a0 + b0) + (c0 + d0), (a1 + b1) + (c1 + d1), out, valid: valid)
     }
 }
