@@ -503,13 +503,14 @@ enum CPUKernels {
         var isPointwise: Bool { kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w }
 
         /// Whether DirectConv beats im2col + sgemm for this shape: measured with `stegastamp bench
-        /// --convolutions` (2026-11-25), the direct kernel wins from 32-pixel-wide outputs up and
-        /// sgemm below 24 (its 6-pixel tiles leave too few per row; sgemm's M is n*oh*ow regardless).
-        /// Winograd works on runs of tiles across rows and images, so it takes narrow outputs too.
-        var prefersDirect: Bool { !isPointwise && ow >= 24 }
+        /// --convolutions` (2026-11-30, AVX-512 tiles, single-pixel tiles with four sums, sgemm
+        /// split by the executor), the direct kernel won at every width in W3 down to 8 pixels
+        /// (4x16x16x256 -> 2x2x128: 0.79 against 1.48 ms; 4x32x32x64 -> 3x3x128 stride 2: 1.02
+        /// against 1.84 ms for two). Narrower outputs (none in W3) stay on sgemm, unmeasured.
+        var prefersDirect: Bool { !isPointwise && ow >= 8 }
         /// The same for the input gradient, which runs as a forward convolution over dy with
         /// output width w (stride 1 only).
-        var prefersDirectInputGradient: Bool { !isPointwise && sh == 1 && sw == 1 && w >= 24 }
+        var prefersDirectInputGradient: Bool { !isPointwise && sh == 1 && sw == 1 && w >= 8 }
 
         /// Calls `body(b, y0, y1, col)` for every tile of output rows of every image, with a column
         /// buffer of `rowsPerTile` rows (allocated once per call).
@@ -635,8 +636,6 @@ enum CPUKernels {
         let g = ConvGeometry(x: xShape, kernel: shape, out: dyShape, c)
         dk.update(repeating: 0, count: Shape.count(shape))
         if Shape.count(dyShape) == 0 || g.k == 0 { return }
-        // Only wide outputs: the Winograd weight gradient of narrow, many-channel layers (16x16x256)
-        // measured slower than sgemm (its per-core accumulators outgrow the cache).
         if let direct, g.prefersDirect {
             let geometry = DirectConvGeometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding)
             direct.filterGradient(x, dy, dk, geometry, workspace: workspace)
