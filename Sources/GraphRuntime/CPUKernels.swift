@@ -41,12 +41,16 @@ enum CPUKernels {
             stridedCopy(x[0], strides: xs, origin: zip(begin, xs).map(*).reduce(0, +), s.shape, out)
         case .concat(let axis):
             let outer = Shape.count(Array(s.shape[..<axis])), inner = Shape.count(Array(s.shape[(axis + 1)...]))
-            var dst = out
-            for o in 0..<outer {
-                for k in 0..<s.count {
-                    let block = shapes[k][axis] * inner
-                    dst.update(from: x[k] + o * block, count: block)
-                    dst += block
+            let blocks = (0..<s.count).map { shapes[$0][axis] * inner }
+            let row = blocks.reduce(0, +)
+            nonisolated(unsafe) let (parts, result) = (x, out)
+            onBothCores(outer, elements: n) { range in
+                for o in range {
+                    var dst = result + o * row
+                    for (k, block) in blocks.enumerated() {
+                        copy(parts[k] + o * block, to: dst, block)
+                        dst += block
+                    }
                 }
             }
         case .pad(let before, _, .constant, let value):
@@ -268,16 +272,47 @@ enum CPUKernels {
 
     /// out[i] = x[origin + sum(index_a * strides_a)] for every index of `shape`, the last axis as
     /// one run.
+    /// Runs `body` over 0..<count, in two halves on both cores when the work (`elements` floats
+    /// moved) is large enough to pay for it: the data-movement kernels are memory-bound, and one
+    /// core alone does not reach the memory bandwidth.
+    static func onBothCores(_ count: Int, elements: Int, _ body: @escaping @Sendable (Range<Int>) -> Void) {
+        if count >= 2 && elements >= 1 << 16 {
+            DispatchQueue.concurrentPerform(iterations: 2) { part in body((count * part / 2)..<(count * (part + 1) / 2)) }
+        } else {
+            body(0..<count)
+        }
+    }
+
+    /// memcpy for long runs; a plain loop (vectorised) for the short per-pixel runs of channel
+    /// concatenation and slicing, where a call per run cost more than the copy.
+    @inline(__always)
+    static func copy(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, _ count: Int) {
+        if count >= 256 { dst.update(from: src, count: count) } else { for j in 0..<count { dst[j] = src[j] } }
+    }
+
     static func stridedCopy(_ x: UnsafePointer<Float>, strides: [Int], origin: Int, _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
         let n = Shape.count(shape)
         if n == 0 { return }
+        // The leading dimension (images) split between the cores.
+        if shape.count >= 2 && shape[0] >= 2 && n >= 1 << 16 {
+            let inner = Array(shape.dropFirst()), innerStrides = Array(strides.dropFirst()), rows = n / shape[0]
+            nonisolated(unsafe) let (src, result) = (x, out)
+            onBothCores(shape[0], elements: n) { range in
+                for i in range { stridedCopyRows(src, strides: innerStrides, origin: origin + i * strides[0], inner, result + i * rows) }
+            }
+            return
+        }
+        stridedCopyRows(x, strides: strides, origin: origin, shape, out)
+    }
+
+    private static func stridedCopyRows(_ x: UnsafePointer<Float>, strides: [Int], origin: Int, _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
         guard let last = shape.last else { out[0] = x[origin]; return }
         let stride = strides[strides.count - 1]
         let outerShape = Array(shape.dropLast())
         var dst = out
         ReferenceKernels.gather(outerShape, strides: Array(strides.dropLast()), origin: origin) { _, o in
             let src = x + o
-            if stride == 1 { dst.update(from: src, count: last) }
+            if stride == 1 { copy(src, to: dst, last) }
             else if stride == 0 { dst.update(repeating: src[0], count: last) }
             else { for j in 0..<last { dst[j] = src[j * stride] } }
             dst += last
@@ -465,10 +500,12 @@ enum CPUKernels {
     static func upsample(_ x: UnsafePointer<Float>, _ xShape: [Int], _ f: [Int], _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
         let (n, h, w, c) = (xShape[0], xShape[1], xShape[2], xShape[3])
         let (oh, ow) = (shape[1], shape[2])
-        for b in 0..<n {
-            for i in 0..<oh {
-                let row = out + (b * oh + i) * ow * c
-                for j in 0..<ow { (row + j * c).update(from: x + ((b * h + i / f[0]) * w + j / f[1]) * c, count: c) }
+        nonisolated(unsafe) let (src, result) = (x, out)
+        onBothCores(n * oh, elements: Shape.count(shape)) { range in
+            for r in range {
+                let b = r / oh, i = r % oh
+                let row = result + r * ow * c
+                for j in 0..<ow { copy(src + ((b * h + i / f[0]) * w + j / f[1]) * c, to: row + j * c, c) }
             }
         }
     }

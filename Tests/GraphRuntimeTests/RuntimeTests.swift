@@ -299,6 +299,10 @@ final class CPUBackendTests: XCTestCase {
         let big = b.input("big", [4, 64, 64, 8])  // large enough for the two-core bias-gradient sum
         b.output("bigsum", b.apply(.reduce(.sum, axes: [0, 1, 2], keepDims: false), [big]))
         b.output("bigmean", b.apply(.reduce(.mean, axes: [0, 1, 2], keepDims: true), [big]))
+        // Large enough for the data-movement kernels to split the work between the cores.
+        b.output("bigslice", b.slice(big, begin: [0, 1, 0, 2], end: [4, 64, 64, 8]))
+        b.output("bigcat", b.concat([big, b.slice(big, begin: [0, 0, 0, 0], end: [4, 64, 64, 3])], axis: 3))
+        b.output("bigup", b.upsampleNearest(big, factor: 2))
         let seed = b.input("seed", [])
         b.output("uniform", b.apply(.randomUniform(shape: [20000], key: 3), [seed]))
         b.output("normal", b.apply(.randomNormal(shape: [3, 7000], key: 4), [seed]))
