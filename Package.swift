@@ -6,7 +6,7 @@ let llvmInclude: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-I/usr/lib/llvm-14/inc
 
 let package = Package(
     name: "StegaStamp",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "stegastamp", targets: ["stegastamp"]),
         .library(name: "GraphIR", targets: ["GraphIR"]),
@@ -42,7 +42,7 @@ let package = Package(
                                               "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl"]), .swiftLanguageMode(.v5)]),
         // Elementwise kernels compiled at run time with LLVM 14's ORC JIT.
         .target(name: "GraphJIT", dependencies: ["GraphIR", "CLLVM"], swiftSettings: llvmInclude),
-        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernels", "FastKernelsAVX512", "GraphJIT", "CBLAS"]),
+        .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernelSupport", "FastKernels", "FastKernelsAVX512", "GraphJIT", "CBLAS"]),
         .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphRuntime", "CPNG", "CTurboJPEG"]),
         .executableTarget(
             name: "stegastamp",
@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime"], path: "Tests/TestSupport"),
         .testTarget(name: "GraphIRTests", dependencies: ["GraphIR", "GraphPasses", "TestSupport"]),
         // Tests read the fixtures from Tests/Fixtures (copied from ../shared/fixtures).
-        .testTarget(name: "GraphRuntimeTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "TestSupport"]),
+        .testTarget(name: "GraphRuntimeTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "FastKernelSupport", "TestSupport"]),
         .testTarget(name: "StegaStampTests", dependencies: ["GraphIR", "GraphAutodiff", "GraphRuntime", "StegaStamp", "TestSupport"]),
         .testTarget(
             name: "ToolchainTests", dependencies: ["CBLAS", "CPNG", "CTurboJPEG", "CLLVM"],

@@ -87,7 +87,7 @@ public enum DirectConv {
             }
         }
         if rows >= 2 && g.oh * g.ow * g.co * inner * g.kh >= 1 << 15 {
-            DispatchQueue.concurrentPerform(iterations: rows) { work($0) }
+            Parallel.forEach(rows) { work($0) }
         } else {
             for r in 0..<rows { work(r) }
         }

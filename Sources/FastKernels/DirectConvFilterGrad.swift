@@ -114,7 +114,7 @@ extension DirectConv {
             }
         }
         if parts == 2 {
-            DispatchQueue.concurrentPerform(iterations: 2) { work($0) }
+            Parallel.forEach(2) { work($0) }
         } else {
             work(0)
         }

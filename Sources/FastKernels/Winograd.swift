@@ -94,7 +94,7 @@ extension DirectConv {
                 outputTransform(UnsafePointer(m), g, first: first, count: count, segment: segment, bias: biasP, relu: relu, into: y)
             }
         }
-        if parts == 2 { DispatchQueue.concurrentPerform(iterations: 2) { work($0) } } else { work(0) }
+        if parts == 2 { Parallel.forEach(2) { work($0) } } else { work(0) }
     }
 
     /// Image, tile row and tile column of tile `q` (tiles numbered along rows, image after image):
@@ -279,7 +279,7 @@ extension DirectConv {
                 }
             }
         }
-        if parts == 2 { DispatchQueue.concurrentPerform(iterations: 2) { work($0) } } else { work(0) }
+        if parts == 2 { Parallel.forEach(2) { work($0) } } else { work(0) }
         // dk[i][j][q][o] = (Gt M G)[i][j], M summed over the cores.
         for q in 0..<ci {
             for o in 0..<co {

@@ -1,5 +1,6 @@
 import CBLAS
 import Dispatch
+import FastKernelSupport
 import FastKernels
 import GraphIR
 import GraphKernels
@@ -221,7 +222,7 @@ enum CPUKernels {
                     let partial = workspace.buffer(.sums, 2 * inner, of: Double.self)
                     partial.update(repeating: 0, count: 2 * inner)
                     nonisolated(unsafe) let (sums, rows) = (partial, base)
-                    DispatchQueue.concurrentPerform(iterations: 2) { part in
+                    Parallel.forEach(2) { part in
                         let mine = sums + part * inner
                         for k in (count * part / 2)..<(count * (part + 1) / 2) {
                             let row = rows + k * inner
@@ -277,7 +278,7 @@ enum CPUKernels {
     /// core alone does not reach the memory bandwidth.
     static func onBothCores(_ count: Int, elements: Int, _ body: @escaping @Sendable (Range<Int>) -> Void) {
         if count >= 2 && elements >= 1 << 16 {
-            DispatchQueue.concurrentPerform(iterations: 2) { part in body((count * part / 2)..<(count * (part + 1) / 2)) }
+            Parallel.forEach(2) { part in body((count * part / 2)..<(count * (part + 1) / 2)) }
         } else {
             body(0..<count)
         }
@@ -411,7 +412,7 @@ enum CPUKernels {
     // images split between the cores, no per-pixel allocation.
 
     static func perImage(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
-        if n >= 2 { DispatchQueue.concurrentPerform(iterations: n) { body($0) } } else { for b in 0..<n { body(b) } }
+        if n >= 2 { Parallel.forEach(n) { body($0) } } else { for b in 0..<n { body(b) } }
     }
 
     static func sample(_ image: UnsafePointer<Float>, _ iShape: [Int], _ coords: UnsafePointer<Float>, _ cShape: [Int],
@@ -490,7 +491,7 @@ enum CPUKernels {
         let s = CounterRandom.seed(from: seed), k = UInt64(bitPattern: Int64(key))
         nonisolated(unsafe) let result = out
         let parts = n >= 1 << 14 ? 2 : 1
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        Parallel.forEach(parts) { part in
             for i in (n * part / parts)..<(n * (part + 1) / parts) {
                 result[i] = normal ? CounterRandom.normal(seed: s, key: k, counter: UInt64(i)) : CounterRandom.uniform(seed: s, key: k, counter: UInt64(i))
             }

@@ -1,4 +1,5 @@
 import Dispatch
+import FastKernelSupport
 import Foundation
 import GraphIR
 import GraphJIT
@@ -79,7 +80,7 @@ final class JITKernels: @unchecked Sendable {
             let half = Int64(outer / 2)
             // The two halves write disjoint ranges of `out`.
             nonisolated(unsafe) let (args, result) = (x, out)
-            DispatchQueue.concurrentPerform(iterations: 2) { part in
+            Parallel.forEach(2) { part in
                 f(args, result, part == 0 ? 0 : half, part == 0 ? half : Int64(outer))
             }
         } else {

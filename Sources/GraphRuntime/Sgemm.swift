@@ -1,5 +1,6 @@
 import CBLAS
 import Dispatch
+import FastKernelSupport
 
 /// OpenBLAS sgemm on both cores, split by the executor: OpenBLAS itself runs single-threaded.
 /// Its own worker threads busy-wait for about 2^28 cycles after every call (THREAD_TIMEOUT), which
@@ -31,7 +32,7 @@ enum Sgemm {
         }
         // Halves on a 16-row (or column) boundary, so both keep whole register blocks.
         let half = ((splitM ? m : n) / 2 + 15) / 16 * 16
-        DispatchQueue.concurrentPerform(iterations: 2) { part in
+        Parallel.forEach(2) { part in
             if splitM {
                 part == 0 ? call(0, half, 0, n) : call(half, m, 0, n)
             } else {

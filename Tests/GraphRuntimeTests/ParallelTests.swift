@@ -1,0 +1,49 @@
+import Dispatch
+import FastKernelSupport
+import XCTest
+
+/// The kernels' parallel loop: every iteration exactly once, nested loops and loops started from
+/// several threads at once run (serially) instead of waiting on each other, and loops after the
+/// helpers have gone to sleep still complete.
+final class ParallelTests: XCTestCase {
+    func testEveryIterationRunsOnce() {
+        for n in [0, 1, 2, 3, 17, 1000] {
+            let counts = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
+            counts.initialize(repeating: 0, count: max(n, 1))
+            defer { counts.deallocate() }
+            nonisolated(unsafe) let c = counts
+            Parallel.forEach(n) { i in c[i] += 1 }
+            XCTAssertEqual((0..<n).filter { counts[$0] != 1 }, [], "n = \(n)")
+        }
+    }
+
+    func testNestedAndConcurrentLoopsComplete() {
+        let total = UnsafeMutablePointer<Int>.allocate(capacity: 4 * 8 * 8)
+        total.initialize(repeating: 0, count: 4 * 8 * 8)
+        defer { total.deallocate() }
+        nonisolated(unsafe) let t = total
+        // Four threads, each running a loop whose iterations run loops of their own.
+        DispatchQueue.concurrentPerform(iterations: 4) { thread in
+            for _ in 0..<50 {
+                Parallel.forEach(8) { i in
+                    Parallel.forEach(8) { j in t[(thread * 8 + i) * 8 + j] += 1 }
+                }
+            }
+        }
+        XCTAssertEqual((0..<(4 * 8 * 8)).filter { total[$0] != 50 }, [])
+    }
+
+    func testLoopsAfterTheHelpersSleep() {
+        var sums: [Int] = []
+        for _ in 0..<3 {
+            usleep(5_000)  // longer than the helpers spin
+            let partial = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+            partial.initialize(repeating: 0, count: 2)
+            nonisolated(unsafe) let p = partial
+            Parallel.forEach(2) { part in p[part] = (part + 1) * 10 }
+            sums.append(partial[0] + partial[1])
+            partial.deallocate()
+        }
+        XCTAssertEqual(sums, [30, 30, 30])
+    }
+}
