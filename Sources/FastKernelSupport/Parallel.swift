@@ -22,8 +22,12 @@ final class WorkerPool: @unchecked Sendable {
     private let helpers: Int
     /// One loop at a time; others run serially.
     private let busy = Mutex<Bool>(false)
-    /// Bumped to start a loop; helpers wait for it to change.
-    private let generation = Atomic<Int>(0)
+    /// The current loop: generation << 32 | closed bit | helpers that joined it. A helper joins
+    /// while the loop is open; the caller closes it when it runs out of iterations and then waits
+    /// only for the helpers that joined, never for one the OS has not scheduled yet.
+    private let state = Atomic<Int>(0)
+    private static let closed = 1 << 31
+    private static let joinedMask = (1 << 31) - 1
     /// Helpers done with the current loop.
     private let finished = Atomic<Int>(0)
     /// The next iteration to hand out.
@@ -60,12 +64,14 @@ final class WorkerPool: @unchecked Sendable {
             count = n
             next.store(0, ordering: .relaxed)
             finished.store(0, ordering: .relaxed)
+            let generation = (state.load(ordering: .relaxed) >> 32) + 1
             wake.lock()
-            generation.add(1, ordering: .releasing)
+            state.store(generation << 32, ordering: .releasing)
             if sleepers > 0 { wake.broadcast() }
             wake.unlock()
             work(body, n)
-            while finished.load(ordering: .acquiring) < helpers {}
+            let joined = state.bitwiseOr(Self.closed, ordering: .acquiringAndReleasing).oldValue & Self.joinedMask
+            while finished.load(ordering: .acquiring) < joined {}
             self.body = nil
         }
         busy.withLock { $0 = false }
@@ -93,21 +99,29 @@ final class WorkerPool: @unchecked Sendable {
         while true {
             var spins = 0
             var started = DispatchTime.now().uptimeNanoseconds
-            while generation.load(ordering: .acquiring) == seen {
+            while state.load(ordering: .acquiring) >> 32 == seen {
                 spins += 1
                 if spins & 1023 != 0 { continue }
                 let now = DispatchTime.now().uptimeNanoseconds
                 if now - started < Self.spinNanoseconds { continue }
                 wake.lock()
                 sleepers += 1
-                while generation.load(ordering: .acquiring) == seen { wake.wait() }
+                while state.load(ordering: .acquiring) >> 32 == seen { wake.wait() }
                 sleepers -= 1
                 wake.unlock()
                 started = DispatchTime.now().uptimeNanoseconds
             }
-            seen = generation.load(ordering: .acquiring)
-            runCurrentLoop()
-            finished.add(1, ordering: .releasing)
+            // Join the loop if it is still open (otherwise the caller has finished it alone).
+            while true {
+                let s = state.load(ordering: .acquiring)
+                seen = s >> 32
+                if s & Self.closed != 0 { break }
+                if state.compareExchange(expected: s, desired: s + 1, ordering: .acquiringAndReleasing).exchanged {
+                    runCurrentLoop()
+                    finished.add(1, ordering: .releasing)
+                    break
+                }
+            }
         }
     }
 }
