@@ -426,6 +426,18 @@ enum CPUKernels {
                 let t = Sampling.taps(xy[2 * k], xy[2 * k + 1], h: h, w: w, mode: mode)
                 let o = result + k * c
                 if t.nan { o.update(repeating: .nan, count: c); continue }
+                if c == 3 {
+                    // RGB (the STN and the warps): the three sums in registers, stored once.
+                    var (r, g, bl): (Float, Float, Float) = (0, 0, 0)
+                    @inline(__always) func tap3(_ i: Int, _ wgt: Float) {
+                        if i < 0 { return }
+                        let src = img + (b * h * w + i) * 3
+                        r += wgt * src[0]; g += wgt * src[1]; bl += wgt * src[2]
+                    }
+                    tap3(t.index.0, t.weight.0); tap3(t.index.1, t.weight.1); tap3(t.index.2, t.weight.2); tap3(t.index.3, t.weight.3)
+                    o[0] = r; o[1] = g; o[2] = bl
+                    continue
+                }
                 o.update(repeating: 0, count: c)
                 @inline(__always) func tap(_ i: Int, _ wgt: Float) {
                     if i < 0 { return }

@@ -184,16 +184,17 @@ final class CPUBackendTests: XCTestCase {
     /// Bilinear sampling and both its gradients, both corner modes, with coordinates outside the
     /// image and a NaN.
     func testSamplingMatchesTheInterpreter() throws {
-        for mode in [SampleMode.clamp, .zero] {
+        // 4 channels (the general loop) and 3 (RGB, its own path).
+        for (mode, c) in [(SampleMode.clamp, 4), (.zero, 4), (.clamp, 3), (.zero, 3)] {
             let b = GraphBuilder(name: "sample")
-            let image = b.input("image", [3, 9, 11, 4]), coords = b.input("coords", [3, 7, 8, 2]), dy = b.input("dy", [3, 7, 8, 4])
+            let image = b.input("image", [3, 9, 11, c]), coords = b.input("coords", [3, 7, 8, 2]), dy = b.input("dy", [3, 7, 8, c])
             b.output("y", b.apply(.bilinearSample(mode: mode), [image, coords]))
             b.output("dimage", b.apply(.bilinearSampleGradImage(mode: mode, size: [9, 11]), [dy, coords]))
             b.output("dcoords", b.apply(.bilinearSampleGradCoords(mode: mode), [image, coords, dy]))
             var xy = randomTensor([3, 7, 8, 2], seed: 31, lo: -2, hi: 12)
             xy.scalars[7] = .nan
             let g = try b.finish()
-            let feeds = ["image": randomTensor([3, 9, 11, 4], seed: 32), "coords": xy, "dy": randomTensor([3, 7, 8, 4], seed: 33)]
+            let feeds = ["image": randomTensor([3, 9, 11, c], seed: 32), "coords": xy, "dy": randomTensor([3, 7, 8, c], seed: 33)]
             let ref = try evaluate(g, feeds, backend: .interpreter)
             let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu))
             let out = try exe.run(feeds)
