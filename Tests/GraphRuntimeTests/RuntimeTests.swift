@@ -137,6 +137,12 @@ final class CPUBackendTests: XCTestCase {
             // Channel counts that leave a partial 32-lane block (AVX-512) and one partial 16-lane block.
             ([1, 6, 27, 19], [3, 3, 19, 40], [1, 1], [1, 1, 1, 1]),
             ([1, 5, 28, 9], [3, 3, 9, 40], [2, 1], [1, 1, 1, 1]),
+            // Strided input gradients by phases: 2x2 and 1x1 kernels at stride 2 (a phase no tap
+            // reaches), odd sizes and top/left padding, stride 3.
+            ([2, 6, 20, 16], [2, 2, 16, 7], [2, 2], [0, 0, 0, 0]),
+            ([1, 6, 21, 17], [1, 1, 17, 7], [2, 2], [0, 0, 0, 0]),
+            ([1, 7, 25, 16], [3, 3, 16, 6], [2, 2], [1, 1, 1, 1]),
+            ([1, 9, 31, 18], [5, 5, 18, 8], [3, 3], [2, 2, 2, 2]),
             // Narrow and many channels: Winograd segments shorter than 48 tiles, across rows and images.
             ([2, 5, 9, 300], [3, 3, 300, 40], [1, 1], [1, 1, 1, 1]),
         ]
