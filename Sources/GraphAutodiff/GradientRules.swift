@@ -29,7 +29,9 @@ enum GradientRules {
             case .log: return [b.div(g, a)]
             case .sqrt: return [b.div(g, b.mul(y, 2))]
             case .abs: return [b.mul(g, b.unary(.sign, a))]
-            case .relu: return [b.mul(g, b.binary(.greater, a, b.constant(0)))]
+            // From the result (y > 0 exactly where a > 0): the pre-activation is then not needed
+            // after the forward pass, so conv + bias + ReLU fuse into one kernel in training graphs too.
+            case .relu: return [b.mul(g, b.binary(.greater, y, b.constant(0)))]
             case .sigmoid: return [b.mul(g, b.mul(y, b.sub(b.constant(1), y)))]
             case .tanh: return [b.mul(g, b.sub(b.constant(1), b.mul(y, y)))]
             case .sin: return [b.mul(g, b.unary(.cos, a))]
