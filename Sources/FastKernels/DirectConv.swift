@@ -71,6 +71,15 @@ public enum DirectConv {
                 }
                 for ox in 0..<first { edge(ox) }
                 var ox = first
+                // A block with at most half its lanes valid (few output channels): 12 pixels on
+                // one vector each instead of 6 on two, half the instructions per output.
+                if valid <= half {
+                    while ox + 2 * tile <= last {
+                        tile12Half(rowBase + (ox * g.sw - g.pl) * g.ci, pixelStride: g.sw * g.ci, rowStride: g.w * g.ci, wRows, kh: i1 - i0,
+                                   inner: inner, outBlock + ox * g.co, outStride: g.co, valid: valid, e)
+                        ox += 2 * tile
+                    }
+                }
                 while ox + tile <= last {
                     tile6(rowBase + (ox * g.sw - g.pl) * g.ci, pixelStride: g.sw * g.ci, rowStride: g.w * g.ci, wRows, kh: i1 - i0, inner: inner,
                           outBlock + ox * g.co, outStride: g.co, valid: valid, e)
@@ -110,6 +119,14 @@ public enum DirectConv {
                 r1 = r1.replacing(with: 0, where: r1 .< 0)
             }
             DirectConv.store(r0, r1, out, valid: valid)
+        }
+
+        /// The first `valid` (<= half) lanes of a half-width result.
+        @inline(__always)
+        func storeHalf(_ v: Half, _ out: UnsafeMutablePointer<Float>, valid: Int) {
+            var r = v + b0
+            if relu { r = r.replacing(with: 0, where: r .< 0) }
+            for l in 0..<valid { out[l] = r[l] }
         }
     }
 
@@ -159,6 +176,37 @@ public enum DirectConv {
         if pixels > 3 { e.store(d0, d1, out + 3 * os, valid: valid) }
         if pixels > 4 { e.store(e0, e1, out + 4 * os, valid: valid) }
         if pixels > 5 { e.store(f0, f1, out + 5 * os, valid: valid) }
+    }
+
+    /// Twelve output pixels, the first `half` channels of a block (`valid` <= half of them stored).
+    @inline(__always)
+    static func tile12Half(_ x: UnsafePointer<Float>, pixelStride ps: Int, rowStride rs: Int, _ w: UnsafePointer<Float>, kh: Int,
+                           inner: Int, _ out: UnsafeMutablePointer<Float>, outStride os: Int, valid: Int, _ e: Epilogue) {
+        var a0 = Half(), a1 = Half(), a2 = Half(), a3 = Half(), a4 = Half(), a5 = Half()
+        var a6 = Half(), a7 = Half(), a8 = Half(), a9 = Half(), a10 = Half(), a11 = Half()
+        for i in 0..<kh {
+            // Two groups of six pixels, each a base pointer plus multiples of the pixel stride.
+            var p = x + i * rs, q = p + 6 * ps
+            var wr = w + i * inner * lanes
+            let (s1, s2, s3, s4, s5) = (ps, 2 * ps, 3 * ps, 4 * ps, 5 * ps)
+            for _ in 0..<inner {
+                let wv = load(wr)
+                a0.addProduct(Half(repeating: p[0]), wv); a1.addProduct(Half(repeating: p[s1]), wv)
+                a2.addProduct(Half(repeating: p[s2]), wv); a3.addProduct(Half(repeating: p[s3]), wv)
+                a4.addProduct(Half(repeating: p[s4]), wv); a5.addProduct(Half(repeating: p[s5]), wv)
+                a6.addProduct(Half(repeating: q[0]), wv); a7.addProduct(Half(repeating: q[s1]), wv)
+                a8.addProduct(Half(repeating: q[s2]), wv); a9.addProduct(Half(repeating: q[s3]), wv)
+                a10.addProduct(Half(repeating: q[s4]), wv); a11.addProduct(Half(repeating: q[s5]), wv)
+                p += 1; q += 1
+                wr += lanes
+            }
+        }
+        e.storeHalf(a0, out, valid: valid); e.storeHalf(a1, out + os, valid: valid)
+        e.storeHalf(a2, out + 2 * os, valid: valid); e.storeHalf(a3, out + 3 * os, valid: valid)
+        e.storeHalf(a4, out + 4 * os, valid: valid); e.storeHalf(a5, out + 5 * os, valid: valid)
+        e.storeHalf(a6, out + 6 * os, valid: valid); e.storeHalf(a7, out + 7 * os, valid: valid)
+        e.storeHalf(a8, out + 8 * os, valid: valid); e.storeHalf(a9, out + 9 * os, valid: valid)
+        e.storeHalf(a10, out + 10 * os, valid: valid); e.storeHalf(a11, out + 11 * os, valid: valid)
     }
 
     /// One output pixel, `lanes` channels: `length` consecutive (kw, ci) positions of each kernel row

@@ -80,6 +80,13 @@ extension DirectConv {
                         let wBlock = uPacked + (p * blocks + blk) * ci * lanes
                         let valid = min(lanes, co - blk * lanes)
                         var t = 0
+                        if valid <= half {
+                            while t + 2 * tile <= count {
+                                tile12Half(vp + t * ci, pixelStride: ci, rowStride: 0, wBlock, kh: 1, inner: ci,
+                                           mp + t * co + blk * lanes, outStride: co, valid: valid, e)
+                                t += 2 * tile
+                            }
+                        }
                         while t + tile <= count {
                             tile6(vp + t * ci, pixelStride: ci, rowStride: 0, wBlock, kh: 1, inner: ci,
                                   mp + t * co + blk * lanes, outStride: co, valid: valid, e)
