@@ -125,3 +125,20 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 }
+
+extension Parallel {
+    /// Jobs 0..<jobs handed out one at a time to at most `slots` workers; `slot` (0..<slots) is the
+    /// worker's own index for per-worker scratch and partial sums. A worker that starts late or
+    /// runs slow (a vCPU the host is sharing) takes fewer jobs, where fixed halves made the loop
+    /// wait for the slower one.
+    public static func forEachJob(_ jobs: Int, slots: Int, _ body: (_ slot: Int, _ job: Int) -> Void) {
+        let next = Atomic<Int>(0)
+        forEach(min(slots, jobs)) { slot in
+            while true {
+                let job = next.add(1, ordering: .relaxed).oldValue
+                if job >= jobs { return }
+                body(slot, job)
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@ import Dispatch
 extension DirectConv {
     /// dk[kh, kw, ci, co] = sum over n, oy, ox of x_padded[n, oy*sh + kh, ox*sw + kw, ci] * dy[n, oy, ox, co].
     /// Register tile: 6 consecutive (kw, ci) positions x `lanes` output channels, accumulated over a
-    /// cache-sized chunk of output rows at a time; each core sums its half of the rows into its own dk.
+    /// cache-sized chunk of output rows at a time; each core sums the chunks it takes into its own dk.
     public static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>, _ g: Geometry,
                                       workspace: Workspace) {
         let wp = g.w + g.pl + g.pr
@@ -12,10 +12,10 @@ extension DirectConv {
         let inner = g.kw * g.ci
         let kTiles = (inner + tile - 1) / tile
         let jobs = g.kh * kTiles * blocks
-        // The output rows (b, oy) are split between the cores, each accumulating into its own copy
-        // of dk ([kh * inner, cop]). Each core walks its rows in chunks (within one image) small
-        // enough to stay in cache while every (kernel row, 6-position, lanes-channel) tile passes over
-        // them; a chunk's input rows are copied, zero-padded, into the core's own buffer (and dy's
+        // The output rows (b, oy) are cut into chunks (within one image) small enough to stay in
+        // cache, handed out to the cores one at a time; each core accumulates into its own copy of
+        // dk ([kh * inner, cop]); every (kernel row, 6-position, lanes-channel) tile passes over a
+        // chunk while it is in cache. A chunk's input rows are copied, zero-padded, into the core's own buffer (and dy's
         // rows too when co is not a multiple of lanes), so nothing image-sized is ever copied.
         let rows = g.n * g.oh
         let parts = rows >= 2 ? 2 : 1
@@ -31,15 +31,16 @@ extension DirectConv {
             : (workspace.buffer(.grads0, chunk * g.ow * cop, of: Float.self), workspace.buffer(.grads1, chunk * g.ow * cop, of: Float.self))
         dyBuffers.0?.update(repeating: 0, count: chunk * g.ow * cop)
         dyBuffers.1?.update(repeating: 0, count: chunk * g.ow * cop)
-        let work = { (part: Int) in
+        let chunksPerImage = (g.oh + chunk - 1) / chunk
+        let work = { (part: Int, piece: Int) in
             let acc = partials + part * partialSize
             let xBuffer = part == 0 ? xBuffers.0 : xBuffers.1
             let dyBuffer = part == 0 ? dyBuffers.0 : dyBuffers.1
-            let r0 = rows * part / parts, r1 = rows * (part + 1) / parts
-            var c0 = r0
-            while c0 < r1 {
-                let b = c0 / g.oh, oy0 = c0 % g.oh
-                let c1 = min(r1, c0 + chunk, (b + 1) * g.oh)  // one image per chunk
+            let b = piece / chunksPerImage
+            let c0 = b * g.oh + (piece % chunksPerImage) * chunk
+            do {
+                let oy0 = c0 % g.oh
+                let c1 = min(c0 + chunk, (b + 1) * g.oh)  // one image per chunk
                 // Input rows oy0*sh - pt ..< that + needed, zero outside the image and in the pads.
                 let top = oy0 * g.sh - g.pt
                 let needed = (c1 - c0 - 1) * g.sh + g.kh
@@ -110,14 +111,9 @@ extension DirectConv {
                         }
                     }
                 }
-                c0 = c1
             }
         }
-        if parts == 2 {
-            Parallel.forEach(2) { work($0) }
-        } else {
-            work(0)
-        }
+        Parallel.forEachJob(g.n * chunksPerImage, slots: parts) { work($0, $1) }
         for k in 0..<(g.kh * inner) {
             for o in 0..<g.co {
                 var v: Float = 0

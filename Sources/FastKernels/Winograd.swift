@@ -6,7 +6,7 @@ import Dispatch
 /// positions of V . U are 16 independent [tiles x ci] x [ci x co] products (the direct kernel's
 /// 6 x lanes register tile, as a 1x1 convolution), and Y = At M A gives the 2x2 outputs. Tiles are
 /// processed in segments of consecutive tiles (across rows and images) small enough for the
-/// transformed data to stay in cache, the segments split between the cores.
+/// transformed data to stay in cache, the segments handed out to the cores one at a time.
 extension DirectConv {
     /// Whether `winograd` takes this convolution: 3x3, stride 1, and enough channels for the
     /// products to run at the register tile's speed.
@@ -66,11 +66,11 @@ extension DirectConv {
         let vSize = 16 * segment * ci, mSize = 16 * segment * co
         let buffers = (workspace.buffer(.rows0, vSize + mSize, of: Float.self), workspace.buffer(.rows1, vSize + mSize, of: Float.self))
         let uPacked = UnsafePointer(u), biasP = UnsafePointer(biasPadded)
-        let work = { (part: Int) in
+        let work = { (part: Int, job: Int) in
             let v = part == 0 ? buffers.0 : buffers.1
             let m = v + vSize
             let e = Epilogue(relu: false)  // plain stores into M
-            for job in (jobs * part / parts)..<(jobs * (part + 1) / parts) {
+            do {
                 let first = job * segment, count = min(segment, tiles - first)
                 inputTransform(x, g, first: first, count: count, segment: segment, into: v)
                 // 16 products [count x ci] x [ci x co] into M.
@@ -101,7 +101,7 @@ extension DirectConv {
                 outputTransform(UnsafePointer(m), g, first: first, count: count, segment: segment, bias: biasP, relu: relu, into: y)
             }
         }
-        if parts == 2 { Parallel.forEach(2) { work($0) } } else { work(0) }
+        Parallel.forEachJob(jobs, slots: parts) { work($0, $1) }
     }
 
     /// Image, tile row and tile column of tile `q` (tiles numbered along rows, image after image):
@@ -219,7 +219,7 @@ extension DirectConv {
     /// the input patch's V = Bt d B and the output gradient's W = A dy At (a 2x2 block of dy made
     /// 4x4) are multiplied position by position and summed over all tiles, M[e] += V[e]^T W[e]
     /// (16 products [ci x tiles] x [tiles x co]); then dk = Gt M G. 16 products per tile and
-    /// channel pair instead of 36. Each core sums its half of the tiles into its own M.
+    /// channel pair instead of 36. Each core sums the segments it takes into its own M.
     public static func winogradFilterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
                                               _ g: Geometry, workspace: Workspace) {
         let (ci, co) = (g.ci, g.co)
@@ -236,11 +236,11 @@ extension DirectConv {
         let vSize = 16 * segment * ci, wSize = 16 * segment * cop
         let buffers = (workspace.buffer(.rows0, vSize + wSize, of: Float.self), workspace.buffer(.rows1, vSize + wSize, of: Float.self))
         let ciTiles = (ci + tile - 1) / tile
-        let work = { (part: Int) in
+        let work = { (part: Int, job: Int) in
             let v = part == 0 ? buffers.0 : buffers.1
             let w = v + vSize
             let m = sums + part * mSize  // M[e][ci][cop]
-            for job in (jobs * part / parts)..<(jobs * (part + 1) / parts) {
+            do {
                 let first = job * segment, count = min(segment, tiles - first)
                 inputTransform(x, g, first: first, count: count, segment: segment, into: v)
                 gradientTransform(dy, g, first: first, count: count, segment: segment, cop: cop, into: w)
@@ -286,7 +286,7 @@ extension DirectConv {
                 }
             }
         }
-        if parts == 2 { Parallel.forEach(2) { work($0) } } else { work(0) }
+        Parallel.forEachJob(jobs, slots: parts) { work($0, $1) }
         // dk[i][j][q][o] = (Gt M G)[i][j], M summed over the cores.
         for q in 0..<ci {
             for o in 0..<co {

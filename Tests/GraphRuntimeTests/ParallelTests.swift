@@ -17,6 +17,17 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    func testJobsRunOnceOnTheirWorkersSlots() {
+        for (jobs, slots) in [(0, 2), (1, 2), (5, 2), (100, 2), (7, 1)] {
+            let seen = UnsafeMutablePointer<Int>.allocate(capacity: max(jobs, 1))
+            seen.initialize(repeating: -1, count: max(jobs, 1))
+            defer { seen.deallocate() }
+            nonisolated(unsafe) let s = seen
+            Parallel.forEachJob(jobs, slots: slots) { slot, job in s[job] = s[job] == -1 ? slot : -2 }
+            XCTAssertTrue((0..<jobs).allSatisfy { seen[$0] >= 0 && seen[$0] < slots }, "\(jobs) jobs, \(slots) slots")
+        }
+    }
+
     func testNestedAndConcurrentLoopsComplete() {
         let total = UnsafeMutablePointer<Int>.allocate(capacity: 4 * 8 * 8)
         total.initialize(repeating: 0, count: 4 * 8 * 8)
