@@ -3,7 +3,7 @@ import Dispatch
 extension DirectConv {
     /// dk[kh, kw, ci, co] = sum over n, oy, ox of x_padded[n, oy*sh + kh, ox*sw + kw, ci] * dy[n, oy, ox, co].
     /// Register tile: 6 consecutive (kw, ci) positions x `lanes` output channels, accumulated over a
-    /// cache-sized chunk of output rows at a time; each core sums the chunks it takes into its own dk.
+    /// cache-sized chunk of output rows at a time; each core sums its half of the chunks into its own dk.
     public static func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>, _ g: Geometry,
                                       workspace: Workspace) {
         let wp = g.w + g.pl + g.pr
@@ -13,7 +13,7 @@ extension DirectConv {
         let kTiles = (inner + tile - 1) / tile
         let jobs = g.kh * kTiles * blocks
         // The output rows (b, oy) are cut into chunks (within one image) small enough to stay in
-        // cache, handed out to the cores one at a time; each core accumulates into its own copy of
+        // cache, half of them to each core; each core accumulates into its own copy of
         // dk ([kh * inner, cop]); every (kernel row, 6-position, lanes-channel) tile passes over a
         // chunk while it is in cache. A chunk's input rows are copied, zero-padded, into the core's own buffer (and dy's
         // rows too when co is not a multiple of lanes), so nothing image-sized is ever copied.
@@ -113,7 +113,12 @@ extension DirectConv {
                 }
             }
         }
-        Parallel.forEachJob(g.n * chunksPerImage, slots: parts) { work($0, $1) }
+        // Fixed halves, not jobs handed out: which chunks a core sums into its partial must not
+        // depend on timing, or the gradient's rounding (and training) would differ from run to run.
+        let pieces = g.n * chunksPerImage
+        Parallel.forEach(parts) { part in
+            for piece in (pieces * part / parts)..<(pieces * (part + 1) / parts) { work(part, piece) }
+        }
         for k in 0..<(g.kh * inner) {
             for o in 0..<g.co {
                 var v: Float = 0

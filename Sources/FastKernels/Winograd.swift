@@ -219,7 +219,7 @@ extension DirectConv {
     /// the input patch's V = Bt d B and the output gradient's W = A dy At (a 2x2 block of dy made
     /// 4x4) are multiplied position by position and summed over all tiles, M[e] += V[e]^T W[e]
     /// (16 products [ci x tiles] x [tiles x co]); then dk = Gt M G. 16 products per tile and
-    /// channel pair instead of 36. Each core sums the segments it takes into its own M.
+    /// channel pair instead of 36. Each core sums its half of the segments into its own M.
     public static func winogradFilterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
                                               _ g: Geometry, workspace: Workspace) {
         let (ci, co) = (g.ci, g.co)
@@ -286,7 +286,11 @@ extension DirectConv {
                 }
             }
         }
-        Parallel.forEachJob(jobs, slots: parts) { work($0, $1) }
+        // Fixed halves: the segments a core sums into its M must not depend on timing (run-to-run
+        // identical gradients).
+        Parallel.forEach(parts) { part in
+            for job in (jobs * part / parts)..<(jobs * (part + 1) / parts) { work(part, job) }
+        }
         // dk[i][j][q][o] = (Gt M G)[i][j], M summed over the cores.
         for q in 0..<ci {
             for o in 0..<co {

@@ -159,6 +159,24 @@ final class CPUBackendTests: XCTestCase {
         }
     }
 
+    /// Weight gradients sum partials per core; which rows go into which partial must not depend on
+    /// timing, or the same step would round differently from run to run.
+    func testWeightGradientsAreBitwiseRepeatable() throws {
+        for (xs, ks) in [([2, 40, 64, 32], [3, 3, 32, 32]), ([2, 30, 50, 24], [2, 2, 24, 40])] {
+            let c = ConvAttributes(strides: [1, 1], padding: ks[0] == 3 ? [1, 1, 1, 1] : [0, 1, 0, 1])
+            let b = GraphBuilder(name: "dk")
+            let x = b.input("x", xs), dy = b.input("dy", try Op.conv2d(c).resultShape([xs, ks]))
+            b.output("dk", b.apply(.conv2dBackpropFilter(c, filterShape: ks), [x, dy]))
+            let g = try b.finish()
+            let feeds = ["x": randomTensor(xs, seed: 5), "dy": randomTensor(b.shape(dy), seed: 6)]
+            for isa in VectorISA.available {
+                let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, vectorISA: isa))
+                let first = try exe.run(feeds)["dk"]!
+                for _ in 0..<6 { XCTAssertEqual(try exe.run(feeds)["dk"]!.scalars, first.scalars, "\(ks) \(isa)") }
+            }
+        }
+    }
+
     /// conv2d + bias (+ relu) fuses into one `output` kernel, which the CPU backend runs with the
     /// epilogue inside the convolution; the result must match the interpreter on the unfused graph.
     func testFusedConvolutionEpilogue() throws {
