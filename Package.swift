@@ -34,7 +34,9 @@ let package = Package(
         // cost registers in the FMA loops). FastKernels is built for AVX2/FMA, which every machine
         // here has; FastKernelsAVX512 is the same sources (symbolic links) with 16-float vectors,
         // built for AVX-512 and chosen at run time where the CPU has it (VectorISA).
-        .target(name: "FastKernelSupport"),
+        // Thread placement for the kernels' pool (GNU extensions, not in Swift's Glibc module).
+        .target(name: "CThreadAffinity"),
+        .target(name: "FastKernelSupport", dependencies: ["CThreadAffinity"]),
         .target(name: "FastKernels", dependencies: ["FastKernelSupport"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked", "-Xcc", "-mavx2", "-Xcc", "-mfma"]), .swiftLanguageMode(.v5)]),
         .target(name: "FastKernelsAVX512", dependencies: ["FastKernelSupport"],

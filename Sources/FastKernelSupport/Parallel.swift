@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import CThreadAffinity
 
 /// The kernels' parallel loop: the calling thread and one persistent helper per further core share
 /// the iterations. The helpers spin for a while after each loop before they sleep, as OpenMP's and
@@ -39,14 +40,48 @@ final class WorkerPool: @unchecked Sendable {
     /// How long a helper spins for the next loop before it sleeps.
     private static let spinNanoseconds: UInt64 = 2_000_000
 
+    #if os(Linux)
+    /// The helpers' pthreads, and the CPU they are currently kept off (the caller's, last seen).
+    nonisolated(unsafe) private var helperThreads: [pthread_t] = []
+    nonisolated(unsafe) private var keptOff = -1
+    private let registered = NSCondition()
+    #endif
+
     private init(helpers: Int) {
         self.helpers = helpers
         for _ in 0..<helpers {
-            let thread = Thread { [unowned self] in self.helperLoop() }
+            let thread = Thread { [unowned self] in
+                #if os(Linux)
+                self.registered.lock()
+                self.helperThreads.append(pthread_self())
+                self.registered.signal()
+                self.registered.unlock()
+                #endif
+                self.helperLoop()
+            }
             thread.stackSize = 1 << 20
             thread.start()
         }
+        #if os(Linux)
+        registered.lock()
+        while helperThreads.count < helpers { registered.wait() }
+        registered.unlock()
+        #endif
     }
+
+    #if os(Linux)
+    /// Keeps the helpers off the CPU the caller runs on. Linux wakes a sleeping thread on the
+    /// waker's CPU when it can: after a pause, the helper then queued behind the caller, which was
+    /// busy with the loop's work, and whole calls ran at one core's speed (W2 at 128: 9-12 ms
+    /// against 5.5 in half the calls after a 100 ms pause). Re-pinned only when the caller moves.
+    private func keepHelpersOffCallerCPU() {
+        let cpu = Int(stegastamp_current_cpu())
+        if cpu < 0 || cpu == keptOff { return }
+        var pinned = true
+        for thread in helperThreads where stegastamp_keep_thread_off_cpu(thread, Int32(cpu)) != 0 { pinned = false }
+        keptOff = pinned ? cpu : -1
+    }
+    #endif
 
     func forEach(_ n: Int, _ body: (Int) -> Void) {
         let claimed = busy.withLock { taken in
@@ -59,6 +94,9 @@ final class WorkerPool: @unchecked Sendable {
             for i in 0..<n { body(i) }
             return
         }
+        #if os(Linux)
+        keepHelpersOffCallerCPU()
+        #endif
         withoutActuallyEscaping(body) { body in
             self.body = body
             count = n
@@ -71,7 +109,13 @@ final class WorkerPool: @unchecked Sendable {
             wake.unlock()
             work(body, n)
             let joined = state.bitwiseOr(Self.closed, ordering: .acquiringAndReleasing).oldValue & Self.joinedMask
-            while finished.load(ordering: .acquiring) < joined {}
+            // A helper woken from sleep may have been put on this thread's CPU: yield now and then
+            // so that it can run instead of waiting out this thread's time slice.
+            var spins = 0
+            while finished.load(ordering: .acquiring) < joined {
+                spins += 1
+                if spins & 255 == 0 { sched_yield() }
+            }
             self.body = nil
         }
         busy.withLock { $0 = false }
@@ -102,6 +146,7 @@ final class WorkerPool: @unchecked Sendable {
             while state.load(ordering: .acquiring) >> 32 == seen {
                 spins += 1
                 if spins & 1023 != 0 { continue }
+                sched_yield()  // if the scheduler put us on a busy CPU, let its other thread run
                 let now = DispatchTime.now().uptimeNanoseconds
                 if now - started < Self.spinNanoseconds { continue }
                 wake.lock()
