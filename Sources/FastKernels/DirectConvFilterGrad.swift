@@ -38,75 +38,73 @@ extension DirectConv {
             let dyBuffer = part == 0 ? dyBuffers.0 : dyBuffers.1
             let b = piece / chunksPerImage
             let c0 = b * g.oh + (piece % chunksPerImage) * chunk
-            do {
-                let oy0 = c0 % g.oh
-                let c1 = min(c0 + chunk, (b + 1) * g.oh)  // one image per chunk
-                // Input rows oy0*sh - pt ..< that + needed, zero outside the image and in the pads.
-                let top = oy0 * g.sh - g.pt
-                let needed = (c1 - c0 - 1) * g.sh + g.kh
-                for r in 0..<needed {
-                    let dst = xBuffer + r * wp * g.ci
-                    let iy = top + r
-                    if iy < 0 || iy >= g.h {
-                        dst.update(repeating: 0, count: wp * g.ci)
-                    } else {
-                        dst.update(repeating: 0, count: g.pl * g.ci)
-                        (dst + g.pl * g.ci).update(from: x + (b * g.h + iy) * g.w * g.ci, count: g.w * g.ci)
-                        (dst + (g.pl + g.w) * g.ci).update(repeating: 0, count: g.pr * g.ci)
-                    }
-                }
-                let gradBase: UnsafePointer<Float>
-                if let dyBuffer {
-                    for p in 0..<((c1 - c0) * g.ow) { (dyBuffer + p * cop).update(from: dy + (c0 * g.ow + p) * g.co, count: g.co) }
-                    gradBase = UnsafePointer(dyBuffer)
+            let oy0 = c0 % g.oh
+            let c1 = min(c0 + chunk, (b + 1) * g.oh)  // one image per chunk
+            // Input rows oy0*sh - pt ..< that + needed, zero outside the image and in the pads.
+            let top = oy0 * g.sh - g.pt
+            let needed = (c1 - c0 - 1) * g.sh + g.kh
+            for r in 0..<needed {
+                let dst = xBuffer + r * wp * g.ci
+                let iy = top + r
+                if iy < 0 || iy >= g.h {
+                    dst.update(repeating: 0, count: wp * g.ci)
                 } else {
-                    gradBase = dy + c0 * g.ow * g.co
+                    dst.update(repeating: 0, count: g.pl * g.ci)
+                    (dst + g.pl * g.ci).update(from: x + (b * g.h + iy) * g.w * g.ci, count: g.w * g.ci)
+                    (dst + (g.pl + g.w) * g.ci).update(repeating: 0, count: g.pr * g.ci)
                 }
-                let src = UnsafePointer(xBuffer)
-                for job in 0..<jobs {
-                    let blk = job % blocks
-                    let kt = (job / blocks) % kTiles
-                    let i = job / (blocks * kTiles)
-                    let j0 = kt * tile
-                    let count = min(tile, inner - j0)
-                    let a = acc + (i * inner + j0) * cop + blk * lanes  // row r of the tile at a + r * cop
-                    if count == tile {
-                        var a0 = load(a), a1 = load(a + half), b0 = load(a + cop), b1 = load(a + cop + half)
-                        var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + half), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + half)
-                        var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + half), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + half)
-                        for r in 0..<(c1 - c0) {
-                            let row = src + ((r * g.sh + i) * wp) * g.ci + j0
-                            let grad = gradBase + r * g.ow * cop + blk * lanes
-                            for ox in 0..<g.ow {
-                                let xr = row + ox * g.sw * g.ci
-                                let gr = grad + ox * cop
-                                let g0 = load(gr), g1 = load(gr + half)
-                                let pa = Half(repeating: xr[0]), pb = Half(repeating: xr[1]), pc = Half(repeating: xr[2])
-                                a0.addProduct(pa, g0); a1.addProduct(pa, g1)
-                                b0.addProduct(pb, g0); b1.addProduct(pb, g1)
-                                c0v.addProduct(pc, g0); c1v.addProduct(pc, g1)
-                                let pd = Half(repeating: xr[3]), pe = Half(repeating: xr[4]), pf = Half(repeating: xr[5])
-                                d0.addProduct(pd, g0); d1.addProduct(pd, g1)
-                                e0.addProduct(pe, g0); e1.addProduct(pe, g1)
-                                f0.addProduct(pf, g0); f1.addProduct(pf, g1)
-                            }
+            }
+            let gradBase: UnsafePointer<Float>
+            if let dyBuffer {
+                for p in 0..<((c1 - c0) * g.ow) { (dyBuffer + p * cop).update(from: dy + (c0 * g.ow + p) * g.co, count: g.co) }
+                gradBase = UnsafePointer(dyBuffer)
+            } else {
+                gradBase = dy + c0 * g.ow * g.co
+            }
+            let src = UnsafePointer(xBuffer)
+            for job in 0..<jobs {
+                let blk = job % blocks
+                let kt = (job / blocks) % kTiles
+                let i = job / (blocks * kTiles)
+                let j0 = kt * tile
+                let count = min(tile, inner - j0)
+                let a = acc + (i * inner + j0) * cop + blk * lanes  // row r of the tile at a + r * cop
+                if count == tile {
+                    var a0 = load(a), a1 = load(a + half), b0 = load(a + cop), b1 = load(a + cop + half)
+                    var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + half), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + half)
+                    var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + half), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + half)
+                    for r in 0..<(c1 - c0) {
+                        let row = src + ((r * g.sh + i) * wp) * g.ci + j0
+                        let grad = gradBase + r * g.ow * cop + blk * lanes
+                        for ox in 0..<g.ow {
+                            let xr = row + ox * g.sw * g.ci
+                            let gr = grad + ox * cop
+                            let g0 = load(gr), g1 = load(gr + half)
+                            let pa = Half(repeating: xr[0]), pb = Half(repeating: xr[1]), pc = Half(repeating: xr[2])
+                            a0.addProduct(pa, g0); a1.addProduct(pa, g1)
+                            b0.addProduct(pb, g0); b1.addProduct(pb, g1)
+                            c0v.addProduct(pc, g0); c1v.addProduct(pc, g1)
+                            let pd = Half(repeating: xr[3]), pe = Half(repeating: xr[4]), pf = Half(repeating: xr[5])
+                            d0.addProduct(pd, g0); d1.addProduct(pd, g1)
+                            e0.addProduct(pe, g0); e1.addProduct(pe, g1)
+                            f0.addProduct(pf, g0); f1.addProduct(pf, g1)
                         }
-                        store(a0, a); store(a1, a + half); store(b0, a + cop); store(b1, a + cop + half)
-                        store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + half); store(d0, a + 3 * cop); store(d1, a + 3 * cop + half)
-                        store(e0, a + 4 * cop); store(e1, a + 4 * cop + half); store(f0, a + 5 * cop); store(f1, a + 5 * cop + half)
-                    } else {
-                        for r in 0..<(c1 - c0) {
-                            let row = src + ((r * g.sh + i) * wp) * g.ci + j0
-                            let grad = gradBase + r * g.ow * cop + blk * lanes
-                            for ox in 0..<g.ow {
-                                let xr = row + ox * g.sw * g.ci
-                                let gr = grad + ox * cop
-                                let g0 = load(gr), g1 = load(gr + half)
-                                for q in 0..<count {
-                                    let p = Half(repeating: xr[q])
-                                    store(load(a + q * cop).addingProduct(p, g0), a + q * cop)
-                                    store(load(a + q * cop + half).addingProduct(p, g1), a + q * cop + half)
-                                }
+                    }
+                    store(a0, a); store(a1, a + half); store(b0, a + cop); store(b1, a + cop + half)
+                    store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + half); store(d0, a + 3 * cop); store(d1, a + 3 * cop + half)
+                    store(e0, a + 4 * cop); store(e1, a + 4 * cop + half); store(f0, a + 5 * cop); store(f1, a + 5 * cop + half)
+                } else {
+                    for r in 0..<(c1 - c0) {
+                        let row = src + ((r * g.sh + i) * wp) * g.ci + j0
+                        let grad = gradBase + r * g.ow * cop + blk * lanes
+                        for ox in 0..<g.ow {
+                            let xr = row + ox * g.sw * g.ci
+                            let gr = grad + ox * cop
+                            let g0 = load(gr), g1 = load(gr + half)
+                            for q in 0..<count {
+                                let p = Half(repeating: xr[q])
+                                store(load(a + q * cop).addingProduct(p, g0), a + q * cop)
+                                store(load(a + q * cop + half).addingProduct(p, g1), a + q * cop + half)
                             }
                         }
                     }

@@ -70,36 +70,34 @@ extension DirectConv {
             let v = part == 0 ? buffers.0 : buffers.1
             let m = v + vSize
             let e = Epilogue(relu: false)  // plain stores into M
-            do {
-                let first = job * segment, count = min(segment, tiles - first)
-                inputTransform(x, g, first: first, count: count, segment: segment, into: v)
-                // 16 products [count x ci] x [ci x co] into M.
-                for p in 0..<16 {
-                    let vp = UnsafePointer(v + p * segment * ci), mp = m + p * segment * co
-                    for blk in 0..<blocks {
-                        let wBlock = uPacked + (p * blocks + blk) * ci * lanes
-                        let valid = min(lanes, co - blk * lanes)
-                        var t = 0
-                        if valid <= half {
-                            while t + 2 * tile <= count {
-                                tile12Half(vp + t * ci, pixelStride: ci, rowStride: 0, wBlock, kh: 1, inner: ci,
-                                           mp + t * co + blk * lanes, outStride: co, valid: valid, e)
-                                t += 2 * tile
-                            }
-                        }
-                        while t + tile <= count {
-                            tile6(vp + t * ci, pixelStride: ci, rowStride: 0, wBlock, kh: 1, inner: ci,
-                                  mp + t * co + blk * lanes, outStride: co, valid: valid, e)
-                            t += tile
-                        }
-                        while t < count {
-                            tile1(vp + t * ci, rowStride: 0, wBlock, kh: 1, inner: ci, length: ci, mp + t * co + blk * lanes, valid: valid, e)
-                            t += 1
+            let first = job * segment, count = min(segment, tiles - first)
+            inputTransform(x, g, first: first, count: count, segment: segment, into: v)
+            // 16 products [count x ci] x [ci x co] into M.
+            for p in 0..<16 {
+                let vp = UnsafePointer(v + p * segment * ci), mp = m + p * segment * co
+                for blk in 0..<blocks {
+                    let wBlock = uPacked + (p * blocks + blk) * ci * lanes
+                    let valid = min(lanes, co - blk * lanes)
+                    var t = 0
+                    if valid <= half {
+                        while t + 2 * tile <= count {
+                            tile12Half(vp + t * ci, pixelStride: ci, rowStride: 0, wBlock, kh: 1, inner: ci,
+                                       mp + t * co + blk * lanes, outStride: co, valid: valid, e)
+                            t += 2 * tile
                         }
                     }
+                    while t + tile <= count {
+                        tile6(vp + t * ci, pixelStride: ci, rowStride: 0, wBlock, kh: 1, inner: ci,
+                              mp + t * co + blk * lanes, outStride: co, valid: valid, e)
+                        t += tile
+                    }
+                    while t < count {
+                        tile1(vp + t * ci, rowStride: 0, wBlock, kh: 1, inner: ci, length: ci, mp + t * co + blk * lanes, valid: valid, e)
+                        t += 1
+                    }
                 }
-                outputTransform(UnsafePointer(m), g, first: first, count: count, segment: segment, bias: biasP, relu: relu, into: y)
             }
+            outputTransform(UnsafePointer(m), g, first: first, count: count, segment: segment, bias: biasP, relu: relu, into: y)
         }
         Parallel.forEachJob(jobs, slots: parts) { work($0, $1) }
     }
@@ -240,45 +238,43 @@ extension DirectConv {
             let v = part == 0 ? buffers.0 : buffers.1
             let w = v + vSize
             let m = sums + part * mSize  // M[e][ci][cop]
-            do {
-                let first = job * segment, count = min(segment, tiles - first)
-                inputTransform(x, g, first: first, count: count, segment: segment, into: v)
-                gradientTransform(dy, g, first: first, count: count, segment: segment, cop: cop, into: w)
-                for e in 0..<16 {
-                    let ve = UnsafePointer(v + e * segment * ci), we = UnsafePointer(w + e * segment * cop), me = m + e * ci * cop
-                    for ct in 0..<ciTiles {
-                        let c0 = ct * tile, rows = min(tile, ci - c0)
-                        for blk in 0..<blocks {
-                            let a = me + c0 * cop + blk * lanes
-                            let wb = we + blk * lanes
-                            if rows == tile {
-                                var a0 = load(a), a1 = load(a + half), b0 = load(a + cop), b1 = load(a + cop + half)
-                                var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + half), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + half)
-                                var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + half), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + half)
-                                var vr = ve + c0, wr = wb
-                                for _ in 0..<count {
-                                    let g0 = load(wr), g1 = load(wr + half)
-                                    let pa = Half(repeating: vr[0]), pb = Half(repeating: vr[1]), pc = Half(repeating: vr[2])
-                                    a0.addProduct(pa, g0); a1.addProduct(pa, g1)
-                                    b0.addProduct(pb, g0); b1.addProduct(pb, g1)
-                                    c0v.addProduct(pc, g0); c1v.addProduct(pc, g1)
-                                    let pd = Half(repeating: vr[3]), pe = Half(repeating: vr[4]), pf = Half(repeating: vr[5])
-                                    d0.addProduct(pd, g0); d1.addProduct(pd, g1)
-                                    e0.addProduct(pe, g0); e1.addProduct(pe, g1)
-                                    f0.addProduct(pf, g0); f1.addProduct(pf, g1)
-                                    vr += ci; wr += cop
-                                }
-                                store(a0, a); store(a1, a + half); store(b0, a + cop); store(b1, a + cop + half)
-                                store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + half); store(d0, a + 3 * cop); store(d1, a + 3 * cop + half)
-                                store(e0, a + 4 * cop); store(e1, a + 4 * cop + half); store(f0, a + 5 * cop); store(f1, a + 5 * cop + half)
-                            } else {
-                                for t in 0..<count {
-                                    let g0 = load(wb + t * cop), g1 = load(wb + t * cop + half)
-                                    for r in 0..<rows {
-                                        let p = Half(repeating: ve[t * ci + c0 + r])
-                                        store(load(a + r * cop).addingProduct(p, g0), a + r * cop)
-                                        store(load(a + r * cop + half).addingProduct(p, g1), a + r * cop + half)
-                                    }
+            let first = job * segment, count = min(segment, tiles - first)
+            inputTransform(x, g, first: first, count: count, segment: segment, into: v)
+            gradientTransform(dy, g, first: first, count: count, segment: segment, cop: cop, into: w)
+            for e in 0..<16 {
+                let ve = UnsafePointer(v + e * segment * ci), we = UnsafePointer(w + e * segment * cop), me = m + e * ci * cop
+                for ct in 0..<ciTiles {
+                    let c0 = ct * tile, rows = min(tile, ci - c0)
+                    for blk in 0..<blocks {
+                        let a = me + c0 * cop + blk * lanes
+                        let wb = we + blk * lanes
+                        if rows == tile {
+                            var a0 = load(a), a1 = load(a + half), b0 = load(a + cop), b1 = load(a + cop + half)
+                            var c0v = load(a + 2 * cop), c1v = load(a + 2 * cop + half), d0 = load(a + 3 * cop), d1 = load(a + 3 * cop + half)
+                            var e0 = load(a + 4 * cop), e1 = load(a + 4 * cop + half), f0 = load(a + 5 * cop), f1 = load(a + 5 * cop + half)
+                            var vr = ve + c0, wr = wb
+                            for _ in 0..<count {
+                                let g0 = load(wr), g1 = load(wr + half)
+                                let pa = Half(repeating: vr[0]), pb = Half(repeating: vr[1]), pc = Half(repeating: vr[2])
+                                a0.addProduct(pa, g0); a1.addProduct(pa, g1)
+                                b0.addProduct(pb, g0); b1.addProduct(pb, g1)
+                                c0v.addProduct(pc, g0); c1v.addProduct(pc, g1)
+                                let pd = Half(repeating: vr[3]), pe = Half(repeating: vr[4]), pf = Half(repeating: vr[5])
+                                d0.addProduct(pd, g0); d1.addProduct(pd, g1)
+                                e0.addProduct(pe, g0); e1.addProduct(pe, g1)
+                                f0.addProduct(pf, g0); f1.addProduct(pf, g1)
+                                vr += ci; wr += cop
+                            }
+                            store(a0, a); store(a1, a + half); store(b0, a + cop); store(b1, a + cop + half)
+                            store(c0v, a + 2 * cop); store(c1v, a + 2 * cop + half); store(d0, a + 3 * cop); store(d1, a + 3 * cop + half)
+                            store(e0, a + 4 * cop); store(e1, a + 4 * cop + half); store(f0, a + 5 * cop); store(f1, a + 5 * cop + half)
+                        } else {
+                            for t in 0..<count {
+                                let g0 = load(wb + t * cop), g1 = load(wb + t * cop + half)
+                                for r in 0..<rows {
+                                    let p = Half(repeating: ve[t * ci + c0 + r])
+                                    store(load(a + r * cop).addingProduct(p, g0), a + r * cop)
+                                    store(load(a + r * cop + half).addingProduct(p, g1), a + r * cop + half)
                                 }
                             }
                         }

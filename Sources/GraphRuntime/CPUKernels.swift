@@ -121,7 +121,7 @@ enum CPUKernels {
         }
         guard body.outputs[0].value.index == ops.last!.offset else { return false }
         let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
-        if g.isPointwise || g.k == 0 || Shape.count(s.shape) == 0 { return false }
+        if g.k == 0 || Shape.count(s.shape) == 0 { return false }
         let geometry = DirectConvGeometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
         if !direct.takes(geometry, wide: g.prefersDirect) { return false }
         direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
@@ -271,8 +271,6 @@ enum CPUKernels {
         if r == .mean { let scale = 1 / Float(count); for i in 0..<n { out[i] *= scale } }
     }
 
-    /// out[i] = x[origin + sum(index_a * strides_a)] for every index of `shape`, the last axis as
-    /// one run.
     /// Runs `body` over 0..<count, in two halves on both cores when the work (`elements` floats
     /// moved) is large enough to pay for it: the data-movement kernels are memory-bound, and one
     /// core alone does not reach the memory bandwidth.
@@ -291,6 +289,8 @@ enum CPUKernels {
         if count >= 256 { dst.update(from: src, count: count) } else { for j in 0..<count { dst[j] = src[j] } }
     }
 
+    /// out[i] = x[origin + sum(index_a * strides_a)] for every index of `shape`, the last axis as
+    /// one run.
     static func stridedCopy(_ x: UnsafePointer<Float>, strides: [Int], origin: Int, _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
         let n = Shape.count(shape)
         if n == 0 { return }
@@ -623,7 +623,7 @@ enum CPUKernels {
         let g = ConvGeometry(x: xShape, kernel: kShape, out: shape, c)
         if g.k == 0 { out.update(repeating: 0, count: Shape.count(shape)); return }
         let geometry = DirectConvGeometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
-        if let direct, !g.isPointwise && direct.takes(geometry, wide: g.prefersDirect) {
+        if let direct, direct.takes(geometry, wide: g.prefersDirect) {
             direct.forward(x, kernel, out, geometry, workspace: workspace)
             return
         }
