@@ -45,7 +45,7 @@ let package = Package(
         // Elementwise kernels compiled at run time with LLVM 14's ORC JIT.
         .target(name: "GraphJIT", dependencies: ["GraphIR", "CLLVM"], swiftSettings: llvmInclude),
         .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernelSupport", "FastKernels", "FastKernelsAVX512", "GraphJIT", "CBLAS"]),
-        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphRuntime", "CPNG", "CTurboJPEG"]),
+        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphPasses", "GraphRuntime", "CPNG", "CTurboJPEG"]),
         .executableTarget(
             name: "stegastamp",
             dependencies: [

@@ -112,19 +112,37 @@ public struct SafetensorsFile {
     }
 
     /// Writes to a temporary file beside `path`, then renames it over `path`: a crash never
-    /// leaves a half-written file.
-    public func write(path: String) throws {
+    /// leaves a half-written file. With `sync`, the data and then the folder are flushed to disk
+    /// (fsync) so that the file survives a power cut too, not only a killed process.
+    public func write(path: String, sync: Bool = false) throws {
         let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        let dir = url.deletingLastPathComponent()
+        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
         do {
-            try encode().write(to: tmp)
+            let data = encode()
+            guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
+                throw SafetensorsError(path, "cannot create \(tmp.path)")
+            }
+            let handle = try FileHandle(forWritingTo: tmp)
+            do {
+                try handle.write(contentsOf: data)
+                if sync { try handle.synchronize() }
+                try handle.close()
+            } catch {
+                try? handle.close()
+                throw error
+            }
             // rename(2) replaces the target atomically.
             if rename(tmp.path, path) != 0 {
                 throw SafetensorsError(path, "cannot rename temporary file: \(String(cString: strerror(errno)))")
             }
+            if sync {
+                let fd = open(dir.path, O_RDONLY)
+                if fd >= 0 { fsync(fd); close(fd) }
+            }
         } catch {
             try? FileManager.default.removeItem(at: tmp)
-            throw SafetensorsError(path, "cannot write: \(error.localizedDescription)")
+            throw SafetensorsError(path, "cannot write: \(error)")
         }
     }
 }

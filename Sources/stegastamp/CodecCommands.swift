@@ -40,7 +40,7 @@ struct EncodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "encode", abstract: "Hide a secret (at most 7 bytes of text) in a photo or a directory of photos.",
         discussion: "The output keeps each input's resolution; --out is a file for one image, a directory for a directory.")
-    @Option(help: "Model checkpoint (from `stegastamp train-small --out`).") var model: String
+    @Option(help: "Model checkpoint (a `stegastamp train` checkpoint, or an exported small model).") var model: String
     @Option(help: "Input image (PNG or JPEG) or directory.") var image: String
     @Option(help: "The secret text.") var secret: String
     @Option(help: "Output image (.png, .jpg) or directory.") var out: String
@@ -53,8 +53,8 @@ struct EncodeCommand: ParsableCommand {
         let bits: [UInt8]
         do { bits = try SecretCodec.standard.encode(secret) } catch { throw CLIError("\(error)") }
         let m = try loadModel(model, backend: backend)
-        guard m.config.bits == SecretCodec.standard.totalBits else {
-            throw CLIError("\(model): the model hides \(m.config.bits) bits; text secrets need \(SecretCodec.standard.totalBits)")
+        guard m.bits == SecretCodec.standard.totalBits else {
+            throw CLIError("\(model): the model hides \(m.bits) bits; text secrets need \(SecretCodec.standard.totalBits)")
         }
         guard strength > 0, strength.isFinite else { throw CLIError("--strength must be positive") }
         let (files, isDir) = try imagePaths(image)
@@ -92,8 +92,8 @@ struct DecodeCommand: ParsableCommand {
 
     func run() throws {
         let m = try loadModel(model, backend: backend)
-        guard m.config.bits == SecretCodec.standard.totalBits else {
-            throw CLIError("\(model): the model reads \(m.config.bits) bits; text secrets need \(SecretCodec.standard.totalBits)")
+        guard m.bits == SecretCodec.standard.totalBits else {
+            throw CLIError("\(model): the model reads \(m.bits) bits; text secrets need \(SecretCodec.standard.totalBits)")
         }
         let (files, isDir) = try imagePaths(image)
         var failures = 0
@@ -142,7 +142,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let m = try loadModel(model, backend: backend)
-        guard m.config.bits == SecretCodec.standard.totalBits else { throw CLIError("\(model): the model carries \(m.config.bits) bits, not 100") }
+        guard m.bits == SecretCodec.standard.totalBits else { throw CLIError("\(model): the model carries \(m.bits) bits, not 100") }
         var (files, isDir) = try imagePaths(images)
         guard isDir else { throw CLIError("--images must be a directory") }
         if let limit { files = Array(files.prefix(max(limit, 1))) }

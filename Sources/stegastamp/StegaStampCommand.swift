@@ -11,7 +11,7 @@ struct StegaStampCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stegastamp",
         abstract: "Compile, run, differentiate and train the StegaStamp models on a static-graph IR.",
-        subcommands: [GraphCommand.self, SecretCommand.self, EncodeCommand.self, DecodeCommand.self, EvalCommand.self, TrainSmall.self, Demo.self, Bench.self])
+        subcommands: [GraphCommand.self, SecretCommand.self, EncodeCommand.self, DecodeCommand.self, EvalCommand.self, TrainCommand.self, Demo.self, Bench.self])
 }
 
 /// An error the user can act on: printed as "Error: <message>", exit status 1.
@@ -353,104 +353,75 @@ struct GraphCommand: ParsableCommand {
     }
 }
 
-struct TrainSmall: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "train-small", abstract: "Train the small StegaStamp-like model through the compiled executor.")
-    @Option(help: "Training steps.") var steps = 1000
-    @Option(help: "Adam learning rate.") var learningRate: Float = 1e-3
-    @Option(help: "Secret bits.") var bits = 16
-    @Option(help: "Batch size.") var batch = 16
-    @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
-    @Option(help: "Checkpoint to write (safetensors, written atomically).") var out: String?
-    @Option(help: "Checkpoint to start from.") var resume: String?
-    @Option(help: "Evaluate on held-out secrets every N steps (default: steps / 10, at most 100).") var evalEvery: Int?
-    @Option(help: "Image size (square, a multiple of 8).") var size = 32
-    @Option(help: "The secret grid's upsampling factor (1, 2, 4 or 8).") var secretUpsample = 8
-    @Option(help: "Target image-loss scale.") var imageScale: Float = 20
-    @Option(help: "Steps without image loss before its ramp.") var imageLossDelay = 0
-    @Option(help: "Steps of the image-loss ramp.") var imageRamp = 400
-    @Option(help: "Train on random crops of the photographs in this directory (default: synthetic images).") var images: String?
-    @Option(help: "Decay the learning rate linearly to this fraction of itself by the last step.") var finalLrFraction: Float = 1
-
-    func run() throws {
-        var t = SmallModelTrainer()
-        (t.steps, t.learningRate, t.config.bits, t.config.batch, t.backend) = (steps, learningRate, bits, batch, backend)
-        (t.config.height, t.config.width, t.config.secretUpsample) = (size, size, secretUpsample)
-        (t.imageScale, t.imageLossDelay, t.imageRampSteps) = (imageScale, imageLossDelay, imageRamp)
-        t.finalLearningRateFraction = finalLrFraction
-        if let images {
-            let data = try PhotoDataset(directory: images, height: size, width: size) { _ in }
-            print("training on \(data.crops.count) crops of \(data.photoCount) photos in \(images)")
-            t.trainingImages = { seed, count in data.batch(count: count, seed: seed) }
-        }
-        t.evalEvery = max(1, evalEvery ?? min(100, steps / 10))
-        do { try t.config.validate() } catch { throw CLIError("\(error)") }
-        guard steps >= 1 else { throw CLIError("--steps must be at least 1") }
-        var store = try resume.map { try ParameterStore.load(path: $0) } ?? ParameterStore()
-        let r = try t.train(&store)
-        print(String(format: "final: eval bit accuracy %.4f on %d fresh secrets, mean |residual| %.4f, %.1f s",
-                     r.finalEvalBitAccuracy, t.evalBatches * t.config.batch, r.meanResidual, r.seconds))
-        if let out {
-            var meta = WatermarkModel.metadata(t.config)
-            meta["steps"] = "\(steps)"
-            try store.save(path: out, metadata: meta)
-            print("wrote \(out)")
-        }
-    }
-}
-
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The default job: train the small models from scratch and hide a message in a real photo.",
+        abstract: "The default job: train the real StegaStamp networks from scratch, then hide a message in a real photo.",
         discussion: """
-            1. Trains the small 16-bit model on synthetic images and checks it reads its bits back (>= 95 %). \
-            2. With --photos (scripts/demo.sh passes the photos scripts/fetch-photos.sh fetched): trains the \
-            100-bit model on crops of the training photos unless --model exists, hides a message in an \
-            evaluation photo (at the photo's resolution), damages it with real JPEG, decodes it and says \
-            what happened, including failure.
+            1. Trains the StegaStamp networks (encoder, STN decoder, critic, transform net) with the tiny preset \
+            (`stegastamp train --preset tiny`) on the training photos (synthetic photos without --photos) and checks \
+            the held-out bit accuracy (>= 0.7). 2. With --photos (scripts/demo.sh passes the photos \
+            scripts/fetch-photos.sh fetched): trains the 100-bit codec model (the small preset) unless --model exists, \
+            hides a message in an evaluation photo (at the photo's resolution), damages it with real JPEG, decodes it \
+            and says what happened, including failure.
             """)
-    @Option(help: "Training steps of the 16-bit check.") var steps = 1000
+    @Option(help: "Training steps of the tiny StegaStamp run.") var steps = 400
     @Option(help: "Photo cache with train/ and eval/ (from scripts/fetch-photos.sh).") var photos: String?
-    @Option(help: "The 100-bit model checkpoint: trained and written here if missing.") var model = "stegastamp-small-100bit.safetensors"
+    @Option(help: "The 100-bit codec model: trained (small preset) and written here if missing.") var model = "stegastamp-small-100bit.safetensors"
     @Option(help: "Training steps of the 100-bit model.") var modelSteps = 4000
     @Option(help: "The message (at most 7 bytes).") var message = "Hello!"
     @Option(help: "JPEG quality of the damage.") var jpegQuality = 70
-    @Option(help: "Where to write the encoded and damaged images.") var out = "demo-output"
+    @Option(help: "Where to write the runs, the encoded and the damaged images.") var out = "demo-output"
 
     func run() throws {
-        print("== 1. The small 16-bit model (32x32 synthetic images, noise between encoder and decoder), from scratch")
-        var t = SmallModelTrainer()
-        t.steps = steps
-        t.evalEvery = max(1, min(100, steps / 10))
-        var store = ParameterStore()
-        let r = try t.train(&store)
-        let ok = r.finalEvalBitAccuracy >= 0.95
-        print(String(format: "result: %.2f %% of bits recovered on %d fresh secrets (target 95 %%), mean |residual| %.4f, %.1f s: %@",
-                     100 * r.finalEvalBitAccuracy, t.evalBatches * t.config.batch, r.meanResidual, r.seconds, ok ? "PASS" : "FAIL"))
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
+        StopSignal.install()
+        print("== 1. The StegaStamp networks from scratch: `stegastamp train --preset tiny` (32x32, 16 bits, full transform net and critic)")
+        var config = try TrainingConfig.preset("tiny")
+        config.steps = steps
+        config.evalEvery = max(1, steps / 4)
+        let (trainFiles, evalFiles): ([String], [String])
+        if let photos {
+            (trainFiles, evalFiles) = (try PhotoStream.photoFiles(in: photos + "/train"), try PhotoStream.photoFiles(in: photos + "/eval"))
+        } else {
+            let dir = out + "/synthetic-photos"
+            let files = try SyntheticImages.writePhotos(directory: dir, count: 12, width: 96, height: 72)
+            (trainFiles, evalFiles) = (Array(files.prefix(10)), Array(files.suffix(2)))
+        }
+        /// A fresh run of `stegastamp train` in OUT/NAME.
+        func train(_ c: TrainingConfig, _ name: String) throws -> (Trainer, Trainer.Summary) {
+            let runDir = out + "/" + name
+            try? fm.removeItem(atPath: runDir)
+            let t = try Trainer(config: c, runDirectory: runDir, trainFiles: trainFiles, evalFiles: evalFiles)
+            t.progressBar = isatty(STDOUT_FILENO) != 0
+            let s = try t.run(resume: false)
+            if s.interrupted { throw ExitCode(130) }
+            return (t, s)
+        }
+        let (tiny, s) = try train(config, "tiny-run")
+        let acc = s.lastEvaluation?.bitAccuracy ?? 0
+        let ok = acc >= 0.7
+        print(String(format: "result: held-out bit accuracy %.3f after %d steps (target 0.7), PSNR %.1f dB, %.3f s per step; run folder %@ "
+                     + "(curves.png, samples.png, metrics.jsonl, TensorBoard events): %@", acc, s.lastStep, s.lastEvaluation?.psnr ?? 0,
+                     s.secondsPerStep, tiny.runDirectory, ok ? "PASS" : "FAIL"))
         guard let photos else {
             if !ok { throw ExitCode(1) }
             return
         }
         print("\n== 2. A message in a real photo")
-        let trainDir = URL(fileURLWithPath: photos).appendingPathComponent("train").path
         let evalDir = URL(fileURLWithPath: photos).appendingPathComponent("eval").path
-        if !FileManager.default.fileExists(atPath: model) {
-            print("no checkpoint at \(model): training the 100-bit model on crops of the photos in \(trainDir) (\(modelSteps) steps)")
-            var t100 = SmallModelTrainer()
-            (t100.config.bits, t100.config.secretUpsample, t100.steps) = (100, 4, modelSteps)
-            (t100.imageScale, t100.imageLossDelay, t100.imageRampSteps, t100.evalEvery) = (10, 400, 1000, max(1, modelSteps / 8))
-            t100.finalLearningRateFraction = 0.1
-            let data = try PhotoDataset(directory: trainDir, height: t100.config.height, width: t100.config.width)
-            print("training on \(data.crops.count) crops of \(data.photoCount) photos")
-            t100.trainingImages = { seed, count in data.batch(count: count, seed: seed) }
-            var s100 = ParameterStore()
-            let r100 = try t100.train(&s100)
-            var meta = WatermarkModel.metadata(t100.config)
-            meta["steps"] = "\(modelSteps)"
-            try s100.save(path: model, metadata: meta)
-            print(String(format: "wrote %@ (eval bit accuracy on synthetic images %.3f)", model, r100.finalEvalBitAccuracy))
+        if !fm.fileExists(atPath: model) {
+            print("no model at \(model): training the 100-bit codec model (`stegastamp train --preset small`, \(modelSteps) steps)")
+            var small = try TrainingConfig.preset("small")
+            small.steps = modelSteps
+            small.evalEvery = max(1, modelSteps / 4)
+            let (t, r) = try train(small, "small-run")
+            try fm.createDirectory(at: URL(fileURLWithPath: model).deletingLastPathComponent(), withIntermediateDirectories: true)
+            try? fm.removeItem(atPath: model)
+            try fm.copyItem(atPath: t.checkpointPath, toPath: model)
+            print(String(format: "wrote %@ (held-out bit accuracy %.3f)", model, r.lastEvaluation?.bitAccuracy ?? 0))
         } else {
-            print("using the checkpoint \(model)")
+            print("using the model \(model)")
         }
         let m = try loadModel(model, backend: .cpu)
         let (files, _) = try imagePaths(evalDir)
@@ -458,7 +429,6 @@ struct Demo: ParsableCommand {
         let original = try ImageIO.read(path: photo)
         let bits = try SecretCodec.standard.encode(message)
         let encoded = try m.encode([original], bits: bits)[0].image
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let encodedPath = URL(fileURLWithPath: out).appendingPathComponent("encoded.png").path
         let damagedPath = URL(fileURLWithPath: out).appendingPathComponent("damaged-q\(jpegQuality).jpg").path
         try ImageIO.write(encoded, path: encodedPath)

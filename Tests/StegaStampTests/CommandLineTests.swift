@@ -1,7 +1,7 @@
 import Foundation
 import GraphIR
 import GraphRuntime
-import StegaStamp
+@testable import StegaStamp
 import TestSupport
 import XCTest
 
@@ -226,5 +226,77 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(err.contains("no output 'nothing'"), err)
         err = try run(["graph", "export", "small-forward", "--height", "20"], expect: 1).err
         XCTAssertTrue(err.contains("multiple of 8"), err)
+    }
+
+    func trainingPhotos() throws -> String {
+        let dir = tmp.appendingPathComponent("train-photos").path
+        _ = try SyntheticImages.writePhotos(directory: dir, count: 12, width: 96, height: 72)
+        return dir
+    }
+
+    /// `stegastamp train` rejects bad flags and folders with a clear message and exit status 1.
+    func testTrainRejectsBadFlagsAndFolders() throws {
+        let photos = try trainingPhotos()
+        let runDir = tmp.appendingPathComponent("run").path
+        var err = try run(["train", "--preset", "huge", "--images", photos, "--run", runDir], expect: 1).err
+        XCTAssertTrue(err.contains("unknown preset 'huge'"), err)
+        err = try run(["train", "--preset", "tiny", "--size", "20", "--images", photos, "--run", runDir], expect: 1).err
+        XCTAssertTrue(err.contains("--size 20"), err)
+        err = try run(["train", "--preset", "tiny", "--steps", "0", "--images", photos, "--run", runDir], expect: 1).err
+        XCTAssertTrue(err.contains("--steps 0"), err)
+        let empty = tmp.appendingPathComponent("empty").path
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        err = try run(["train", "--preset", "tiny", "--images", empty, "--run", runDir], expect: 1).err
+        XCTAssertTrue(err.contains("no .png, .jpg or .jpeg"), err)
+        err = try run(["train", "--preset", "tiny", "--images", photos, "--run", runDir, "--resume"], expect: 1).err
+        XCTAssertTrue(err.contains("no checkpoint to resume"), err)
+        err = try run(["train", "--preset", "tiny", "--images", photos, "--yuv-scales", "1,2", "--run", runDir], expect: 1).err
+        XCTAssertTrue(err.contains("--yuv-scales"), err)
+    }
+
+    /// A run killed with SIGKILL leaves a checkpoint (written atomically) that resumes; SIGTERM
+    /// stops a run with a checkpoint at the step it reached.
+    func testKilledRunResumesFromItsCheckpoint() throws {
+        let photos = try trainingPhotos()
+        let runDir = tmp.appendingPathComponent("killed").path
+        let ckpt = runDir + "/checkpoint.safetensors"
+        func start(_ extra: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = binary
+            p.arguments = ["train", "--preset", "tiny", "--images", photos, "--run", runDir, "--steps", "100000", "--checkpoint-every", "3",
+                           "--eval-every", "100000", "--no-progress"] + extra
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        func waitForCheckpoint(past step: Int) throws -> Int {
+            let deadline = Date().addingTimeInterval(300)
+            while Date() < deadline {
+                if let c = try? RunCheckpoint.read(path: ckpt), c.step > step { return c.step }
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            XCTFail("no checkpoint past step \(step) within 300 s")
+            return -1
+        }
+        let p = try start([])
+        let reached = try waitForCheckpoint(past: 5)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal)
+        let survived = try RunCheckpoint.read(path: ckpt)
+        XCTAssertGreaterThanOrEqual(survived.step, reached)
+        let target = survived.step + 4
+        let out = try run(["train", "--preset", "tiny", "--images", photos, "--run", runDir, "--steps", "\(target)", "--eval-every", "100000",
+                           "--resume", "--no-progress"], expect: 0).out
+        XCTAssertTrue(out.contains("resuming \(runDir) from step \(survived.step)"), out)
+        XCTAssertEqual(try RunCheckpoint.read(path: ckpt).step, target)
+        // SIGTERM: the run writes a checkpoint at the step it reached and exits 130.
+        let q = try start(["--resume"])
+        _ = try waitForCheckpoint(past: target)
+        kill(q.processIdentifier, SIGTERM)
+        q.waitUntilExit()
+        XCTAssertEqual(q.terminationStatus, 130)
+        XCTAssertGreaterThan(try RunCheckpoint.read(path: ckpt).step, target)
     }
 }

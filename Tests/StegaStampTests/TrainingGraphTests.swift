@@ -126,7 +126,7 @@ final class TrainingGraphTests: XCTestCase {
             "secret": SyntheticImages.secrets(count: c.batch, bits: c.bits, seed: 1),
             "image": SyntheticImages.batch(count: c.batch, height: c.height, width: c.width, seed: 1),
             "M": PerspectiveMatrices.random(size: c.height, displacement: 3, batch: c.batch, seed: 2),
-            "seed": Tensor(3), "step": Tensor(step), "l2_loss_scale": Tensor(2), "perceptual_loss_scale": Tensor(1.5),
+            "seed": Tensor(3), "step": Tensor(step), "augmentation_step": Tensor(step), "l2_loss_scale": Tensor(2), "perceptual_loss_scale": Tensor(1.5),
             "secret_loss_scale": Tensor(1.5), "G_loss_scale": Tensor(0.5), "l2_edge_gain": Tensor(0), "learning_rate": Tensor(1e-4),
         ]
     }
@@ -163,7 +163,7 @@ final class TrainingGraphTests: XCTestCase {
         let exe = try Compiler.compile(g, for: Signature.of(g))
         var store = ParameterStore(initializing: g)
         var f = feeds(c)
-        for k in ["l2_loss_scale", "perceptual_loss_scale", "secret_loss_scale", "G_loss_scale", "l2_edge_gain", "step"] where g.value(named: k) == nil {
+        for k in ["l2_loss_scale", "perceptual_loss_scale", "secret_loss_scale", "G_loss_scale", "l2_edge_gain", "step", "augmentation_step"] where g.value(named: k) == nil {
             f.removeValue(forKey: k)
         }
         f = f.filter { k, _ in g.inputs.contains { g[$0].name == k } }

@@ -6,7 +6,10 @@ import GraphRuntime
 /// model's size, its residual is upsampled to the photo's resolution and added (scaled by a
 /// strength), so the output keeps the input's size; decoding resizes to the model's size.
 public final class WatermarkModel {
-    public let config: SmallModelConfig
+    /// The networks a model file holds: the small demo model, or the StegaStamp encoder/decoder.
+    public let networks: WatermarkNetworks
+    /// Size and bits (for both kinds).
+    public let height, width, bits: Int
     public let path: String
     var parameters: ParameterStore
     var encoders: [Int: Executable] = [:]
@@ -23,46 +26,51 @@ public final class WatermarkModel {
          "channels": "\(c.channels)", "secret_upsample": "\(c.secretUpsample)", "noise": "\(c.noise)", "seed": "\(c.seed)"]
     }
 
+    /// Reads an exported small model (`model = small_stegastamp`) or a `stegastamp train` run
+    /// checkpoint of either architecture (its encoder and decoder; optimizer slots are ignored).
     public init(path: String) throws {
         let file = try SafetensorsFile.read(path: path)
         let m = file.metadata
-        guard m["model"] == "small_stegastamp" else {
-            throw ModelError("\(path): not a model checkpoint of this tool (metadata model = \(m["model"] ?? "none"); train one with `stegastamp train-small --out`)")
-        }
-        func int(_ k: String) throws -> Int {
-            guard let s = m[k], let v = Int(s) else { throw ModelError("\(path): checkpoint metadata lacks '\(k)'") }
-            return v
-        }
-        var c = SmallModelConfig()
-        (c.height, c.width, c.bits, c.channels, c.secretUpsample) = (try int("height"), try int("width"), try int("bits"), try int("channels"), try int("secret_upsample"))
-        c.batch = 1
-        try c.validate()
-        config = c
-        self.path = path
         var store = ParameterStore()
         for (k, v) in file.tensors where k.hasPrefix("param.") { store[String(k.dropFirst(6))] = v }
+        if m["format"] == RunCheckpoint.format {
+            guard let json = m["config"] else { throw ModelError("\(path): training checkpoint without its configuration") }
+            let config = try TrainingConfig.fromJSON(Data(json.utf8), path: path)
+            networks = config.networks
+        } else {
+            guard m["model"] == "small_stegastamp" else {
+                throw ModelError("\(path): not a model of this tool (metadata model = \(m["model"] ?? "none"); train one with `stegastamp train`)")
+            }
+            func int(_ k: String) throws -> Int {
+                guard let s = m[k], let v = Int(s) else { throw ModelError("\(path): checkpoint metadata lacks '\(k)'") }
+                return v
+            }
+            var c = SmallModelConfig()
+            (c.height, c.width, c.bits, c.channels, c.secretUpsample) = (try int("height"), try int("width"), try int("bits"), try int("channels"), try int("secret_upsample"))
+            c.batch = 1
+            try c.validate()
+            networks = .small(c)
+        }
+        (height, width, bits) = (networks.height, networks.width, networks.bits)
+        self.path = path
         parameters = store
         // Check every network parameter is there with the right shape now, not at the first call.
-        let g = try SmallModel.forward(c)
-        for id in g.parameters {
-            let v = g[id]
-            guard let t = store[v.name] else { throw ModelError("\(path): checkpoint lacks parameter '\(v.name)'") }
-            guard t.shape == v.shape else {
-                throw ModelError("\(path): parameter '\(v.name)' is f32\(Shape.describe(t.shape)), the model needs f32\(Shape.describe(v.shape))")
+        for g in [try networks.encoder(batch: 1), try networks.decoder(batch: 1)] {
+            for id in g.parameters {
+                let v = g[id]
+                guard let t = store[v.name] else { throw ModelError("\(path): checkpoint lacks parameter '\(v.name)'") }
+                guard t.shape == v.shape else {
+                    throw ModelError("\(path): parameter '\(v.name)' is f32\(Shape.describe(t.shape)), the model needs f32\(Shape.describe(v.shape))")
+                }
             }
         }
     }
 
     func encoder(batch: Int) throws -> Executable {
         if let e = encoders[batch] { return e }
-        var c = config
-        c.batch = batch
-        let b = GraphBuilder(name: "small_encoder")
-        let secret = b.input("secret", [batch, c.bits]), image = b.input("image", [batch, c.height, c.width, 3])
-        b.output("residual", SmallModel.encoder(b, c, secret: secret, image: image))
-        let g = try b.finish()
+        let g = try networks.encoder(batch: batch)
         compilations += 1
-        log("compiling the encoder: no executable yet for batch \(batch) (\(c.height)x\(c.width)); compilation \(compilations)")
+        log("compiling the encoder: no executable yet for batch \(batch) (\(height)x\(width)); compilation \(compilations)")
         let e = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend))
         encoders[batch] = e
         return e
@@ -70,22 +78,17 @@ public final class WatermarkModel {
 
     func decoder(batch: Int) throws -> Executable {
         if let d = decoders[batch] { return d }
-        var c = config
-        c.batch = batch
-        let b = GraphBuilder(name: "small_decoder")
-        let image = b.input("image", [batch, c.height, c.width, 3])
-        b.output("logits", SmallModel.decoder(b, c, image: image))
-        let g = try b.finish()
+        let g = try networks.decoder(batch: batch)
         compilations += 1
-        log("compiling the decoder: no executable yet for batch \(batch) (\(c.height)x\(c.width)); compilation \(compilations)")
+        log("compiling the decoder: no executable yet for batch \(batch) (\(height)x\(width)); compilation \(compilations)")
         let d = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend))
         decoders[batch] = d
         return d
     }
 
     func batchTensor(_ images: [RGBImage]) -> Tensor {
-        Tensor(shape: [images.count, config.height, config.width, 3],
-               scalars: images.flatMap { Resize.resize($0, width: config.width, height: config.height).pixels })
+        Tensor(shape: [images.count, height, width, 3],
+               scalars: images.flatMap { Resize.resize($0, width: width, height: height).pixels })
     }
 
     public struct Encoded {
@@ -94,12 +97,12 @@ public final class WatermarkModel {
         public var residual: RGBImage
     }
 
-    /// Hides `bits` (config.bits of 0/1) in each photo, at the photo's own size.
-    public func encode(_ images: [RGBImage], bits: [UInt8], strength: Float = 1) throws -> [Encoded] {
-        guard bits.count == config.bits else { throw ModelError("the model hides \(config.bits) bits, got \(bits.count)") }
+    /// Hides `bits` (bits of 0/1) in each photo, at the photo's own size.
+    public func encode(_ images: [RGBImage], bits secretBits: [UInt8], strength: Float = 1) throws -> [Encoded] {
+        guard secretBits.count == bits else { throw ModelError("the model hides \(bits) bits, got \(secretBits.count)") }
         if images.isEmpty { return [] }
         let exe = try encoder(batch: images.count)
-        let secret = Tensor(shape: [images.count, config.bits], scalars: (0..<images.count).flatMap { _ in bits.map(Float.init) })
+        let secret = Tensor(shape: [images.count, bits], scalars: (0..<images.count).flatMap { _ in secretBits.map(Float.init) })
         var store = parameters
         let residual = try exe.run(["secret": secret, "image": batchTensor(images)], parameters: &store)["residual"]!
         return images.enumerated().map { i, img in
@@ -116,6 +119,6 @@ public final class WatermarkModel {
         let exe = try decoder(batch: images.count)
         var store = parameters
         let logits = try exe.run(["image": batchTensor(images)], parameters: &store)["logits"]!
-        return (0..<images.count).map { i in logits.scalars[(i * config.bits)..<((i + 1) * config.bits)].map { $0 > 0 ? 1 : 0 } }
+        return (0..<images.count).map { i in logits.scalars[(i * bits)..<((i + 1) * bits)].map { $0 > 0 ? 1 : 0 } }
     }
 }

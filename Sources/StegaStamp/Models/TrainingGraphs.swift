@@ -78,6 +78,9 @@ public enum StegaStampGraphs {
     /// The shared forward part of both steps (`build_model`).
     struct Forward {
         var loss, secretLoss, imageLoss, yuvLoss, perceptualLoss, gLoss, dLoss, bitAccuracy, stringAccuracy: ValueID
+        /// mean((encoded - image)^2) (PSNR = -10 log10 mse) and the standard deviation of the
+        /// decoder's probabilities over the batch (near 0: the decoder has collapsed to a constant).
+        var mse, probabilityStd: ValueID
     }
 
     static func forward(_ b: GraphBuilder, _ c: StegaStampConfig) -> Forward {
@@ -85,7 +88,9 @@ public enum StegaStampGraphs {
         let image = b.input("image", [c.batch, c.height, c.width, 3])
         let m = b.input("M", [c.batch, 2, 8])
         let seed = b.input("seed", [])
-        let step = b.input("step", [])
+        // The transform net's ramps read their own step (the original's global_step, from 0), apart
+        // from Adam's step count (from 1): the trainer can then also scale augmentation strength.
+        let step = b.input("augmentation_step", [])
         let l2Scale = b.input("l2_loss_scale", [])
         let perceptualScale = b.input("perceptual_loss_scale", [])
         let secretScale = b.input("secret_loss_scale", [])
@@ -114,8 +119,12 @@ public enum StegaStampGraphs {
         }
         var loss = b.add(b.add(b.mul(l2Scale, imageLoss), b.mul(perceptualScale, perceptual)), b.mul(secretScale, secretLoss))
         loss = b.add(loss, b.mul(gScale, dFake), name: "loss")
+        let p = b.sigmoid(logits)
+        let pMean = b.mean(p)
+        let pStd = b.sqrt(b.binary(.maximum, b.sub(b.mean(b.square(p)), b.square(pMean)), b.constant(0)))
         return Forward(loss: loss, secretLoss: secretLoss, imageLoss: imageLoss, yuvLoss: yuvLoss, perceptualLoss: perceptual,
-                       gLoss: dFake, dLoss: b.sub(dReal, dFake), bitAccuracy: acc.bit, stringAccuracy: acc.string)
+                       gLoss: dFake, dLoss: b.sub(dReal, dFake), bitAccuracy: acc.bit, stringAccuracy: acc.string,
+                       mse: b.mean(b.square(b.sub(enc.encoded, image))), probabilityStd: pStd)
     }
 
     static func criticReusing(_ b: GraphBuilder, image: ValueID) -> ValueID {
@@ -129,7 +138,7 @@ public enum StegaStampGraphs {
     }
 
     /// The generator step: `loss` of build_model, its gradient with respect to the encoder and
-    /// decoder, and Adam. Inputs: secret, image, M, seed, step, l2_loss_scale,
+    /// decoder, and Adam. Inputs: secret, image, M, seed, augmentation_step, step (Adam's), l2_loss_scale,
     /// perceptual_loss_scale, secret_loss_scale, G_loss_scale, l2_edge_gain, learning_rate.
     public static func generatorStep(_ c: StegaStampConfig) throws -> Graph {
         try c.validate()
@@ -143,6 +152,8 @@ public enum StegaStampGraphs {
         b.output("G_loss", f.gLoss)
         b.output("bit_accuracy", f.bitAccuracy)
         b.output("string_accuracy", f.stringAccuracy)
+        b.output("mse", f.mse)
+        b.output("probability_std", f.probabilityStd)
         let g = try b.finish()
         return try Optimizers.trainingStep(g, loss: "loss", parameters: StegaStampNetworks.trainableParameters(g, trainSTN: c.trainSTN),
                                            optimizer: .adam(AdamConfig()))

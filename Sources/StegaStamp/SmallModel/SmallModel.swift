@@ -67,7 +67,8 @@ public enum SmallModel {
         b.mean(b.binary(.equal, b.binary(.greater, logits, b.constant(0)), secret))
     }
 
-    /// Forward graph. Inputs: secret, image, seed, secret_scale, image_scale. Outputs: loss,
+    /// Forward graph. Inputs: secret, image, seed, secret_loss_scale, l2_loss_scale (the names the
+    /// trainer feeds the StegaStamp graphs). Outputs: loss,
     /// secret_loss, image_loss, bit_accuracy, residual, logits.
     public static func forward(_ c: SmallModelConfig) throws -> Graph {
         try c.validate()
@@ -75,8 +76,8 @@ public enum SmallModel {
         let secret = b.input("secret", [c.batch, c.bits])
         let image = b.input("image", [c.batch, c.height, c.width, 3])
         let seed = b.input("seed", [])
-        let secretScale = b.input("secret_scale", [])
-        let imageScale = b.input("image_scale", [])
+        let secretScale = b.input("secret_loss_scale", [])
+        let imageScale = b.input("l2_loss_scale", [])
         let residual = encoder(b, c, secret: secret, image: image)
         let encoded = b.add(image, residual, name: "encoded")
         let noise = b.mul(b.apply(.randomNormal(shape: [c.batch, c.height, c.width, 3], key: 1), [seed]), c.noise)
@@ -87,7 +88,10 @@ public enum SmallModel {
         b.output("loss", loss)
         b.output("secret_loss", secretLoss)
         b.output("image_loss", imageLoss)
-        b.output("bit_accuracy", bitAccuracy(b, logits: logits, secret: secret))
+        let acc = Losses.secretAccuracy(b, logits: logits, secret: secret)
+        b.output("bit_accuracy", acc.bit)
+        b.output("string_accuracy", acc.string)
+        b.output("mse", b.mean(b.square(b.sub(encoded, image))))
         b.output("residual", residual)
         b.output("logits", logits)
         return try b.finish()

@@ -1,3 +1,4 @@
+import Foundation
 import GraphIR
 
 /// Seeded synthetic photographs-in-miniature for the small model: smooth colour fields (bilinear
@@ -36,5 +37,17 @@ public enum SyntheticImages {
         Tensor(shape: [count, bits], scalars: (0..<(count * bits)).map {
             CounterRandom.bits(seed: seed, key: 0x5EC, counter: UInt64($0)) & 1 == 1 ? 1 : 0
         })
+    }
+
+    /// Writes `count` textured synthetic photos as PNG files (for tests and the demo without
+    /// network access); returns their paths.
+    public static func writePhotos(directory: String, count: Int, width: Int, height: Int, seed: UInt64 = 7) throws -> [String] {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return try (0..<count).map { k in
+            let t = batch(count: 1, height: height, width: width, seed: seed &+ UInt64(k))
+            let path = URL(fileURLWithPath: directory).appendingPathComponent(String(format: "synthetic-%03d.png", k)).path
+            try ImageIO.write(RGBImage(t), path: path)
+            return path
+        }
     }
 }

@@ -1,0 +1,47 @@
+import GraphAutodiff
+import GraphIR
+import GraphRuntime
+
+/// The graphs one run compiles, by architecture: the generator step (forward, gradient, Adam),
+/// the critic step (RMSProp; StegaStamp with the GAN only), and for evaluation and the sample
+/// grid the encoder, the decoder and the training damage alone, at the training batch. Parameter
+/// names are the training step's, so every graph reads the one ParameterStore.
+public struct TrainingGraphSet {
+    public var generator: Graph
+    public var critic: Graph?
+    public var encoder: Graph
+    public var decoder: Graph
+    /// image, seed, step -> transformed (the damage the decoder trains against).
+    public var damage: Graph
+
+    public init(_ c: TrainingConfig) throws {
+        let n = c.batch, s = c.size
+        encoder = try c.networks.encoder(batch: n)
+        decoder = try c.networks.decoder(batch: n)
+        let b = GraphBuilder(name: "train_damage")
+        let image = b.input("image", [n, s, s, 3]), seed = b.input("seed", []), step = b.input("step", [])
+        switch c.architecture {
+        case .stegastamp:
+            let m = c.model
+            try m.validate()
+            generator = try StegaStampGraphs.generatorStep(m)
+            critic = c.gan ? try StegaStampGraphs.criticStep(m) : nil
+            b.output("transformed", TransformNet.apply(b, image, seed: seed, step: step, config: m.transform))
+        case .small:
+            let m = c.smallModel
+            try m.validate()
+            generator = try SmallModel.trainingStep(m)
+            critic = nil
+            _ = step
+            b.output("transformed", b.add(image, b.mul(b.apply(.randomNormal(shape: [n, s, s, 3], key: 1), [seed]), m.noise)))
+        }
+        damage = try b.finish()
+    }
+}
+
+/// Feeds exactly the inputs an executable declares (the trainer computes one superset per step).
+extension Executable {
+    func run(feeding all: [String: Tensor], parameters: inout ParameterStore) throws -> [String: Tensor] {
+        try run(all.filter { signature.inputs[$0.key] != nil }, parameters: &parameters)
+    }
+}
