@@ -109,7 +109,7 @@ struct TrainCommand: ParsableCommand {
         let s: Trainer.Summary
         do { s = try trainer.run(resume: resume) } catch let e as TrainingError { throw CLIError(e.description) }
         if s.lastStep > s.firstStep {
-            print(String(format: "trained steps %d..%d: %.3f s per step (generator + critic), %.1f GFLOP per step (%.1f GFLOP/s), "
+            print(String(format: "trained steps %d..%d: %.3f s per step (generator, + critic after the secret-only phase), %.1f GFLOP per full step (%.1f GFLOP/s), "
                          + "%.1f %% of the step loop outside the compiled steps; compiling took %.1f s", s.firstStep + 1, s.lastStep,
                          s.secondsPerStep, s.gflopPerStep, s.gflopPerStep / max(s.secondsPerStep, 1e-9), 100 * s.hostShare, s.compileSeconds))
         }
