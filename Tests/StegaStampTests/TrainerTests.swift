@@ -101,6 +101,14 @@ final class TrainerTests: XCTestCase {
         for (k, v) in a.parameters.values { XCTAssertEqual(v.scalars, b.parameters[k]!.scalars, "\(k) differs after resume") }
         XCTAssertEqual(try untimed(straight.runDirectory + "/metrics.jsonl"), try untimed(rest.runDirectory + "/metrics.jsonl"))
         XCTAssertEqual(try untimed(straight.runDirectory + "/eval.jsonl"), try untimed(rest.runDirectory + "/eval.jsonl"))
+        // The resumed run's event file starts with SessionLog START at step 11 (TensorBoard then
+        // drops what an interrupted run logged past its checkpoint): Event.step = 11, session_log = { status: START }.
+        let events = try FileManager.default.contentsOfDirectory(atPath: rest.runDirectory).filter { $0.hasPrefix("events.out.tfevents.") }.sorted()
+        XCTAssertEqual(events.count, 2)
+        let records = try events.map { try TensorBoardWriter.records(path: rest.runDirectory + "/" + $0) }
+        func startsSession(_ r: [UInt8]) -> Bool { r.count == 15 && Array(r[9...]) == [0x10, 11, 0x3A, 0x02, 0x08, 0x01] }
+        XCTAssertFalse(records[0].contains(where: startsSession))
+        XCTAssertTrue(records.contains { $0.count > 1 && startsSession($0[1]) }, "no SessionLog START in the resumed run's events")
     }
 
     /// A model that cannot learn (learning rate 0) raises the alarm; the message says what to try.

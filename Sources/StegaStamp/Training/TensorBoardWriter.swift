@@ -2,23 +2,40 @@ import Foundation
 
 /// TensorBoard event files (`events.out.tfevents.<time>.<host>`): TFRecord framing (length,
 /// masked CRC-32C of the length, the serialised `Event`, masked CRC-32C of it) around hand-encoded
-/// protobuf `Event { wall_time = 1; step = 2; file_version = 3; summary = 5 }`, with
-/// `Summary.Value { tag = 1; simple_value = 2; image = 4 }` and `Image { height = 1; width = 2;
-/// colorspace = 3; encoded_image_string = 4 }`. `tensorboard --logdir RUN` reads them.
+/// protobuf `Event { wall_time = 1; step = 2; file_version = 3; summary = 5; session_log = 7 }`,
+/// with `SessionLog { status = 1 }`, `Summary.Value { tag = 1; simple_value = 2; image = 4 }` and
+/// `Image { height = 1; width = 2; colorspace = 3; encoded_image_string = 4 }`.
+/// `tensorboard --logdir RUN` reads them (checked with its EventAccumulator: scripts/check-tensorboard.py).
 public final class TensorBoardWriter {
     public let path: String
     let handle: FileHandle
 
-    public init(directory: String) throws {
+    /// `resumingAt`: a resumed run first writes `SessionLog { status: START }` at its first step,
+    /// so TensorBoard drops the points an interrupted run logged past its checkpoint.
+    public init(directory: String, resumingAt step: Int? = nil) throws {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
-        path = URL(fileURLWithPath: directory)
+        // time.host.pid.n, n counting up past names already there: a second writer in the same
+        // second and process (a resumed run) never truncates the first one's file.
+        let base = URL(fileURLWithPath: directory)
             .appendingPathComponent("events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(host).\(getpid())").path
+        var n = 0
+        while FileManager.default.fileExists(atPath: "\(base).\(n)") { n += 1 }
+        path = "\(base).\(n)"
         guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TrainingError("\(path): cannot create the event file") }
         handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         var e = Proto()
         e.double(1, Date().timeIntervalSince1970)
         e.string(3, "brain.Event:2")
         try record(e.bytes)
+        if let step {
+            var log = Proto()
+            log.varint(1, 1)
+            var start = Proto()
+            start.double(1, Date().timeIntervalSince1970)
+            start.varint(2, UInt64(step))
+            start.message(7, log)
+            try record(start.bytes)
+        }
     }
 
     deinit { try? handle.close() }

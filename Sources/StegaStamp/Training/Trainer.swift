@@ -133,7 +133,7 @@ public final class Trainer {
                                      textureThreshold: config.textureThreshold, log: logCopy)
         let metrics = try JSONLines(path: path("metrics.jsonl"), keepingStepsUpTo: start)
         let evals = try JSONLines(path: path("eval.jsonl"), keepingStepsUpTo: start)
-        let board = tensorBoard ? try TensorBoardWriter(directory: runDirectory) : nil
+        let board = tensorBoard ? try TensorBoardWriter(directory: runDirectory, resumingAt: resume ? start + 1 : nil) : nil
         let schedule = Schedule(config)
         var alarm = TrainingAlarm(window: config.alarmSteps)
         var window = MetricWindow()
