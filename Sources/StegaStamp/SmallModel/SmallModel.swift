@@ -62,11 +62,6 @@ public enum SmallModel {
         return l.dense(x, units: c.bits, name: "fc2")
     }
 
-    /// Fraction of bits whose logit sign matches the secret.
-    public static func bitAccuracy(_ b: GraphBuilder, logits: ValueID, secret: ValueID) -> ValueID {
-        b.mean(b.binary(.equal, b.binary(.greater, logits, b.constant(0)), secret))
-    }
-
     /// Forward graph. Inputs: secret, image, seed, secret_loss_scale, l2_loss_scale (the names the
     /// trainer feeds the StegaStamp graphs). Outputs: loss,
     /// secret_loss, image_loss, bit_accuracy, residual, logits.

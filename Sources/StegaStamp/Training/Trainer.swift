@@ -144,7 +144,6 @@ public final class Trainer {
         var loopSeconds = 0.0, compiledSeconds = 0.0, loopSteps = 0
         var windowStart = Date()
         var windowCompiled = 0.0
-        let runStart = Date()
 
         if start >= config.steps { log("the run is already at step \(start) of \(config.steps): nothing to train") }
         var step = start
@@ -201,7 +200,7 @@ public final class Trainer {
                 lastMetrics = m
                 try metrics.append(step: step, m, strings: ["alarms": window.alarms])
                 try board?.scalars(m.sorted { $0.key < $1.key }.map { (Self.boardTag($0.key), $0.value) }, step: step)
-                report(step: step, m, elapsed: Date().timeIntervalSince(runStart), done: step - start)
+                report(step: step, m)
                 window = MetricWindow()
                 windowStart = Date()
                 windowCompiled = 0
@@ -261,7 +260,7 @@ public final class Trainer {
         return "train/" + key
     }
 
-    func report(step: Int, _ m: [String: Double], elapsed: Double, done: Int) {
+    func report(step: Int, _ m: [String: Double]) {
         let rate = m["steps_per_s"] ?? 0
         let eta = rate > 0 ? Double(config.steps - step) / rate : 0
         let numbers = String(format: "loss %.4f  secret %.4f  bit acc %.3f  PSNR %.1f dB  %.2f steps/s  ETA %@",
