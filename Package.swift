@@ -18,10 +18,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // C libraries (Debian: libopenblas-dev, libpng-dev, llvm-14-dev, libturbojpeg0-dev).
+        // C libraries (Debian: libopenblas-dev, libpng-dev, llvm-14-dev, libturbojpeg0-dev, zlib1g-dev).
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CLLVM", path: "Sources/CLLVM"),
 
         .target(name: "GraphIR"),
@@ -45,7 +46,7 @@ let package = Package(
         // Elementwise kernels compiled at run time with LLVM 14's ORC JIT.
         .target(name: "GraphJIT", dependencies: ["GraphIR", "CLLVM"], swiftSettings: llvmInclude),
         .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernelSupport", "FastKernels", "FastKernelsAVX512", "GraphJIT", "CBLAS"]),
-        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphPasses", "GraphRuntime", "CPNG", "CTurboJPEG"]),
+        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphPasses", "GraphRuntime", "FastKernelSupport", "CPNG", "CTurboJPEG", "CZlib"]),
         .executableTarget(
             name: "stegastamp",
             dependencies: [

@@ -10,7 +10,7 @@ swift build -c release --product stegastamp
 cache="${STEGASTAMP_CACHE:-$HOME/.cache/stegastamp}"
 photos=()
 if bash scripts/fetch-photos.sh "$cache/photos"; then
-  photos=(--photos "$cache/photos" --model "$cache/small-100bit.safetensors")
+  photos=(--photos "$cache/photos" --small-model "$cache/small-100bit.safetensors")
 else
   echo "demo: could not fetch the photos; running the synthetic part only" >&2
 fi

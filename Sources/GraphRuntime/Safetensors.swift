@@ -7,10 +7,13 @@ public struct SafetensorsError: Error, CustomStringConvertible {
 }
 
 /// The safetensors format (readable by numpy, PyTorch, JAX): an 8-byte little-endian header
-/// length, a JSON header of name -> {dtype, shape, data_offsets}, then the raw data. Float32 only.
+/// length, a JSON header of name -> {dtype, shape, data_offsets}, then the raw data. Tensors are
+/// float32 in memory; on disk F32, or F16 for the names in `float16` (shipped models: half the size).
 public struct SafetensorsFile {
     public var tensors: [String: Tensor]
     public var metadata: [String: String]
+    /// Tensors stored as IEEE half precision (read back as float32; their names are filled in on read).
+    public var float16: Set<String> = []
 
     public init(tensors: [String: Tensor] = [:], metadata: [String: String] = [:]) {
         self.tensors = tensors
@@ -52,7 +55,8 @@ public struct SafetensorsFile {
                   let shapeAny = e["shape"] as? [Any], let offsAny = e["data_offsets"] as? [Any], offsAny.count == 2 else {
                 throw SafetensorsError(path, "corrupt: entry '\(name)' lacks dtype, shape or data_offsets")
             }
-            guard dtype == "F32" else { throw SafetensorsError(path, "tensor '\(name)' has dtype \(dtype); only F32 is supported") }
+            guard dtype == "F32" || dtype == "F16" else { throw SafetensorsError(path, "tensor '\(name)' has dtype \(dtype); only F32 and F16 are supported") }
+            let width = dtype == "F16" ? 2 : 4
             var shape: [Int] = []
             var count = 1
             for d in shapeAny {
@@ -69,14 +73,22 @@ public struct SafetensorsFile {
             guard end <= dataCount else {
                 throw SafetensorsError(path, "truncated: '\(name)' ends at byte \(end) of a \(dataCount)-byte data section")
             }
-            guard end - begin == count * 4 else {
-                throw SafetensorsError(path, "corrupt: '\(name)' has \(end - begin) bytes for shape \(Shape.describe(shape)) (\(count * 4) expected)")
+            guard end - begin == count * width else {
+                throw SafetensorsError(path, "corrupt: '\(name)' has \(end - begin) bytes for shape \(Shape.describe(shape)) (\(count * width) expected)")
             }
             var scalars = [Float](repeating: 0, count: count)
-            scalars.withUnsafeMutableBytes { dst in
-                bytes.withUnsafeBytes { src in
-                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(dataStart + begin)..<(dataStart + end)]))
+            if width == 4 {
+                scalars.withUnsafeMutableBytes { dst in
+                    bytes.withUnsafeBytes { src in
+                        dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[(dataStart + begin)..<(dataStart + end)]))
+                    }
                 }
+            } else {
+                let o = dataStart + begin
+                for i in 0..<count {
+                    scalars[i] = Float(Float16(bitPattern: UInt16(bytes[o + 2 * i]) | UInt16(bytes[o + 2 * i + 1]) << 8))
+                }
+                file.float16.insert(name)
             }
             file.tensors[name] = Tensor(shape: shape, scalars: scalars)
         }
@@ -94,8 +106,9 @@ public struct SafetensorsFile {
         var offset = 0
         for name in names {
             let t = tensors[name]!
-            let size = t.count * 4
-            parts.append("\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
+            let half = float16.contains(name)
+            let size = t.count * (half ? 2 : 4)
+            parts.append("\(jsonString(name)):{\"dtype\":\"\(half ? "F16" : "F32")\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
             offset += size
         }
         header += parts.joined(separator: ",") + "}"
@@ -106,7 +119,12 @@ public struct SafetensorsFile {
         for _ in 0..<8 { out.append(UInt8(len & 0xFF)); len >>= 8 }
         out.append(contentsOf: headerBytes)
         for name in names {
-            tensors[name]!.scalars.withUnsafeBytes { out.append(contentsOf: $0) }
+            if float16.contains(name) {
+                let halves = tensors[name]!.scalars.map { Float16($0).bitPattern }
+                halves.withUnsafeBytes { out.append(contentsOf: $0) }  // little-endian, as the format says
+            } else {
+                tensors[name]!.scalars.withUnsafeBytes { out.append(contentsOf: $0) }
+            }
         }
         return out
     }

@@ -16,13 +16,85 @@ func imagePaths(_ path: String) throws -> (files: [String], isDirectory: Bool) {
     return (names.map { URL(fileURLWithPath: path).appendingPathComponent($0).path }, true)
 }
 
-func loadModel(_ path: String, backend: Backend) throws -> WatermarkModel {
+/// The model a codec command uses: `--model`, else the shipped one.
+func loadModel(_ path: String?, backend: Backend) throws -> WatermarkModel {
     do {
-        let m = try WatermarkModel(path: path)
+        let m = try WatermarkModel(path: try path ?? ShippedModel.path())
         m.backend = backend
         return m
     } catch {
         throw CLIError("\(error)")
+    }
+}
+
+/// `--strength`: a positive number, or `auto`.
+enum StrengthSetting: ExpressibleByArgument {
+    case fixed(Float), auto
+    init?(argument: String) {
+        if argument == "auto" { self = .auto; return }
+        guard let v = Float(argument), v > 0, v.isFinite else { return nil }
+        self = .fixed(v)
+    }
+}
+
+/// Reads the next photo on a background thread while the current one is processed, and writes
+/// each result on another: JPEG and PNG coding are single-threaded, so a directory of photos keeps
+/// both cores busy.
+final class PhotoPipeline: @unchecked Sendable {
+    let files: [String]
+    private let readQueue = DispatchQueue(label: "stegastamp.read"), writeQueue = DispatchQueue(label: "stegastamp.write")
+    private var pending: (index: Int, result: Result<RGBImage, Error>, group: DispatchGroup)?
+    private var writeError: Error?
+    private let lock = NSLock()
+    private let writes = DispatchGroup()
+
+    init(_ files: [String]) { self.files = files }
+
+    private func prefetch(_ i: Int) {
+        guard i < files.count else { pending = nil; return }
+        let group = DispatchGroup()
+        let box = ResultBox()
+        group.enter()
+        readQueue.async { [files] in
+            box.result = Result { do { return try ImageIO.read(path: files[i]) } catch { throw CLIError("\(error)") } }
+            group.leave()
+        }
+        pending = (i, .failure(CLIError("not read")), group)
+        pendingBox = box
+    }
+    private var pendingBox: ResultBox?
+    private final class ResultBox: @unchecked Sendable { var result: Result<RGBImage, Error> = .failure(CLIError("not read")) }
+
+    /// Calls body(index, image) for each file in order; the image is the body's alone (no other
+    /// reference), so changing it in place copies nothing.
+    func forEach(_ body: (Int, inout RGBImage) throws -> Void) throws {
+        prefetch(0)
+        while let p = pending {
+            p.group.wait()
+            var img = try pendingBox!.result.get()
+            pendingBox = nil
+            prefetch(p.index + 1)
+            try body(p.index, &img)
+            try checkWrites()
+        }
+        writes.wait()
+        try checkWrites()
+    }
+
+    /// Writes in the background (atomically, as ImageIO does); errors surface at the next photo.
+    func write(_ img: RGBImage, path: String, jpegQuality: Int) {
+        writes.enter()
+        writeQueue.async { [self] in
+            do { try ImageIO.write(img, path: path, jpegQuality: jpegQuality) } catch {
+                lock.lock(); writeError = writeError ?? CLIError("\(error)"); lock.unlock()
+            }
+            writes.leave()
+        }
+    }
+
+    private func checkWrites() throws {
+        lock.lock(); defer { lock.unlock() }
+        if let e = writeError { throw e }
     }
 }
 
@@ -33,51 +105,74 @@ func readImages(_ paths: [String]) throws -> [RGBImage] {
     }
 }
 
-/// Images are processed in batches of at most this many (one compiled executable per batch size).
-let codecBatch = 8
-
 struct EncodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "encode", abstract: "Hide a secret (at most 7 bytes of text) in a photo or a directory of photos.",
-        discussion: "The output keeps each input's resolution; --out is a file for one image, a directory for a directory.")
-    @Option(help: "Model checkpoint (a `stegastamp train` checkpoint, or an exported small model).") var model: String
+        discussion: """
+            The output keeps each input's resolution; --out is a file for one image, a directory for a directory. \
+            Without --model the shipped model (Models/) is used. --strength auto finds, per photo, the lowest strength \
+            at which the message still decodes after the --survive damage (a chain of eval's damages joined by +).
+            """)
+    @Option(help: "Model (exported with `stegastamp export`, or a `stegastamp train` checkpoint); default: the shipped model.") var model: String?
     @Option(help: "Input image (PNG or JPEG) or directory.") var image: String
     @Option(help: "The secret text.") var secret: String
     @Option(help: "Output image (.png, .jpg) or directory.") var out: String
     @Option(help: "Also write the residual, shifted to mid-grey and magnified x10 (file or directory).") var residual: String?
-    @Option(help: "Residual strength: above 1 is more robust and more visible.") var strength: Float = 1
+    @Option(help: "Residual strength, or 'auto'; higher is more robust and more visible (default: the model's).") var strength: StrengthSetting?
+    @Option(help: "With --strength auto: the damage to survive, e.g. downscale+jpeg50 (keys: \(Distortion.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var survive = "downscale+jpeg50"
     @Option(help: "JPEG quality for .jpg outputs.") var jpegQuality = 95
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
 
     func run() throws {
         let bits: [UInt8]
         do { bits = try SecretCodec.standard.encode(secret) } catch { throw CLIError("\(error)") }
+        guard (1...100).contains(jpegQuality) else { throw CLIError("--jpeg-quality must be in 1...100, got \(jpegQuality)") }
+        let search: StrengthSearch?
+        if case .auto = strength {
+            do { search = StrengthSearch(survive: try Distortion.chain(survive)) } catch { throw CLIError("--survive: \(error)") }
+        } else {
+            search = nil
+        }
         let m = try loadModel(model, backend: backend)
         guard m.bits == SecretCodec.standard.totalBits else {
-            throw CLIError("\(model): the model hides \(m.bits) bits; text secrets need \(SecretCodec.standard.totalBits)")
+            throw CLIError("\(m.path): the model hides \(m.bits) bits; text secrets need \(SecretCodec.standard.totalBits)")
         }
-        guard strength > 0, strength.isFinite else { throw CLIError("--strength must be positive") }
         let (files, isDir) = try imagePaths(image)
         if isDir {
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             if let residual { try FileManager.default.createDirectory(atPath: residual, withIntermediateDirectories: true) }
         }
-        for start in stride(from: 0, to: files.count, by: codecBatch) {
-            let chunk = Array(files[start..<min(start + codecBatch, files.count)])
-            let images = try readImages(chunk)
-            let encoded = try m.encode(images, bits: bits, strength: strength)
-            for (p, e) in zip(chunk, encoded) {
-                let name = URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent
-                let target = isDir ? URL(fileURLWithPath: out).appendingPathComponent(name + ".png").path : out
-                do { try ImageIO.write(e.image, path: target, jpegQuality: jpegQuality) } catch { throw CLIError("\(error)") }
-                if let residual {
-                    let vis = RGBImage(width: e.residual.width, height: e.residual.height, pixels: e.residual.pixels.map { $0 * 10 + 0.5 }).clamped()
-                    let rpath = isDir ? URL(fileURLWithPath: residual).appendingPathComponent(name + ".png").path : residual
-                    do { try ImageIO.write(vis, path: rpath) } catch { throw CLIError("\(error)") }
-                }
-                let psnr = Quality.psnr(e.image, images[chunk.firstIndex(of: p)!])
-                print(String(format: "%@ -> %@ (%dx%d, PSNR %.1f dB)", p, target, e.image.width, e.image.height, psnr))
+        let pipeline = PhotoPipeline(files)
+        try pipeline.forEach { i, photo in
+            let p = files[i]
+            let name = URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent
+            let target = isDir ? URL(fileURLWithPath: out).appendingPathComponent(name + ".png").path : out
+            let residualPath = residual.map { isDir ? URL(fileURLWithPath: $0).appendingPathComponent(name + ".png").path : $0 }
+            let (width, height) = (photo.width, photo.height)
+            let r = try m.residuals([photo], bits: bits)[0]
+            var original: RGBImage? = nil, used: Float, note: String, psnr: Double
+            if let search {
+                let found = try search.run(model: m, cover: photo, residual: r, expected: bits)
+                original = residualPath == nil ? nil : photo
+                (used, psnr) = (found.strength, Quality.psnr(found.image, photo))
+                photo = found.image
+                note = found.survived ? String(format: ", auto strength %.3f after %d trials", used, found.trials)
+                    : String(format: ", auto strength: did not survive %@ even at %.1f (used that)", survive, used)
+            } else {
+                if case .fixed(let v) = strength { used = v } else { used = m.defaultStrength }
+                // In place: the cover's float copy is kept only when --residual needs it.
+                if residualPath != nil { original = photo }
+                let sse = Embedding.apply(r.pixels, into: &photo, strength: used)
+                psnr = sse == 0 ? .infinity : 10 * log10(Double(photo.pixels.count) / sse)
+                note = String(format: ", strength %.3g", used)
             }
+            pipeline.write(photo, path: target, jpegQuality: jpegQuality)
+            if let original, let residualPath {
+                let vis = RGBImage(width: width, height: height, pixels: zip(photo.pixels, original.pixels).map { ($0 - $1) * 10 + 0.5 }).clamped()
+                pipeline.write(vis, path: residualPath, jpegQuality: 95)
+            }
+            print(String(format: "%@ -> %@ (%dx%d, PSNR %.1f dB%@)", p, target, width, height, psnr, note))
         }
     }
 }
@@ -85,117 +180,56 @@ struct EncodeCommand: ParsableCommand {
 struct DecodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode", abstract: "Read the secret from a photo or each photo of a directory.",
-        discussion: "Exits non-zero when no message could be recovered (from any image).")
-    @Option(help: "Model checkpoint.") var model: String
+        discussion: "Exits non-zero when no message could be recovered (from any image). Without --model the shipped model is used.")
+    @Option(help: "Model; default: the shipped model.") var model: String?
     @Option(help: "Image (PNG or JPEG) or directory.") var image: String
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
 
     func run() throws {
         let m = try loadModel(model, backend: backend)
         guard m.bits == SecretCodec.standard.totalBits else {
-            throw CLIError("\(model): the model reads \(m.bits) bits; text secrets need \(SecretCodec.standard.totalBits)")
+            throw CLIError("\(m.path): the model reads \(m.bits) bits; text secrets need \(SecretCodec.standard.totalBits)")
         }
         let (files, isDir) = try imagePaths(image)
         var failures = 0
-        for start in stride(from: 0, to: files.count, by: codecBatch) {
-            let chunk = Array(files[start..<min(start + codecBatch, files.count)])
-            let images = try readImages(chunk)
-            for (p, bits) in zip(chunk, try m.decodeBits(images)) {
-                let prefix = isDir ? "\(p): " : ""
-                do {
-                    let d = try SecretCodec.standard.decode(bits)
-                    print("\(prefix)\(d.text)\t(corrected \(d.corrected) bit\(d.corrected == 1 ? "" : "s"))")
-                } catch {
-                    failures += 1
-                    let reason = (error as? SecretCodec.CodecError) == .uncorrectable ? "\(error)" : "no message could be recovered: \(error)"
-                    print(prefix + reason)
-                }
+        for p in files {
+            // The decoder sees the photo at the model's size: a JPEG decodes at a reduced DCT scale
+            // that still leaves twice that (then an antialiased resize).
+            let img: RGBImage
+            do { img = try ImageIO.read(path: p, minimumShortSide: 2 * max(m.width, m.height)).image } catch { throw CLIError("\(error)") }
+            let bits = try m.decodeBits([img])[0]
+            let prefix = isDir ? "\(p): " : ""
+            do {
+                let d = try SecretCodec.standard.decode(bits)
+                print("\(prefix)\(d.text)\t(corrected \(d.corrected) bit\(d.corrected == 1 ? "" : "s"))")
+            } catch {
+                failures += 1
+                let reason = (error as? SecretCodec.CodecError) == .uncorrectable ? "\(error)" : "no message could be recovered: \(error)"
+                print(prefix + reason)
             }
         }
         if failures > 0 { throw ExitCode(1) }
     }
 }
 
-
-struct EvalCommand: ParsableCommand {
+struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "eval",
-        abstract: "Encode every photo of a directory, distort it with a fixed suite, decode, and report.",
-        discussion: """
-            Prints PSNR and SSIM of the encoded images, then bit accuracy and the rate of messages decoded \\
-            exactly after each distortion (secrets: 7 uniformly random bytes per photo): none, real JPEG at quality 90/70/50, Gaussian blur, Gaussian noise, \\
-            brightness/contrast up and down, downscale then upscale, a small perspective warp. Writes the \\
-            same as JSON to --out.
-            """)
-    @Option(help: "Model checkpoint.") var model: String
-    @Option(help: "Directory of photos (PNG or JPEG).") var images: String
-    @Option(help: "Residual strength.") var strength: Float = 1
-    @Option(help: "JSON results file.") var out = "eval.json"
-    @Option(help: "Use at most this many photos.") var limit: Int?
-    @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
-
-    /// A deterministic secret for photo i: 7 uniformly random bytes (text secrets would bias the
-    /// bits: ASCII letters share their high bits).
-    static func secret(_ i: Int) -> [UInt8] {
-        (0..<SecretCodec.standard.dataBytes).map { k in UInt8(truncatingIfNeeded: CounterRandom.bits(seed: 77, key: UInt64(i), counter: UInt64(k))) }
-    }
+        commandName: "export", abstract: "Write a training checkpoint's encoder and decoder as a model file (float16) for encode/decode/eval.",
+        discussion: "What `Models/stegastamp.safetensors` is made with: stegastamp export --checkpoint RUN/checkpoint.safetensors --out Models/stegastamp.safetensors --strength S")
+    @Option(help: "A `stegastamp train` checkpoint (RUN/checkpoint.safetensors).") var checkpoint: String
+    @Option(help: "The model file to write.") var out: String
+    @Option(help: "The strength encode uses by default with this model.") var strength: Float = 1
+    @Option(help: "A JSON object of figures to store in the metadata (e.g. eval's summary).") var summary: String?
 
     func run() throws {
-        let m = try loadModel(model, backend: backend)
-        guard m.bits == SecretCodec.standard.totalBits else { throw CLIError("\(model): the model carries \(m.bits) bits, not 100") }
-        var (files, isDir) = try imagePaths(images)
-        guard isDir else { throw CLIError("--images must be a directory") }
-        if let limit { files = Array(files.prefix(max(limit, 1))) }
-        let distortions = Distortion.allCases
-        var bitCorrect = [Int](repeating: 0, count: distortions.count), decodedOK = [Int](repeating: 0, count: distortions.count)
-        var psnrs: [Double] = [], ssims: [Double] = []
-        var perImage: [String] = []
-        let t0 = Date()
-        for start in stride(from: 0, to: files.count, by: codecBatch) {
-            let chunk = Array(files[start..<min(start + codecBatch, files.count)])
-            let originals = try readImages(chunk)
-            var encoded: [RGBImage] = []
-            var secrets: [[UInt8]] = []
-            for (k, img) in originals.enumerated() {
-                let bits = SecretCodec.standard.encode(data: Self.secret(start + k))
-                secrets.append(bits)
-                encoded.append(try m.encode([img], bits: bits, strength: strength)[0].image)
-            }
-            for (k, (a, b)) in zip(originals, encoded).enumerated() {
-                psnrs.append(Quality.psnr(b, a))
-                ssims.append(try Quality.ssim(b, a))
-                var results: [String] = []
-                for (d, distortion) in distortions.enumerated() {
-                    let damaged = try distortion.apply(b, seed: UInt64(start + k))
-                    let bits = try m.decodeBits([damaged])[0]
-                    let correct = zip(bits, secrets[k]).filter { $0 == $1 }.count
-                    bitCorrect[d] += correct
-                    let ok = (try? SecretCodec.standard.decodeData(bits))?.data == Self.secret(start + k)
-                    if ok { decodedOK[d] += 1 }
-                    results.append("{\"distortion\": \"\(distortion.name)\", \"bits_correct\": \(correct), \"decoded\": \(ok)}")
-                }
-                let name = URL(fileURLWithPath: chunk[k]).lastPathComponent.replacingOccurrences(of: "\"", with: "\\\"")
-                perImage.append("{\"image\": \"\(name)\", \"width\": \(a.width), \"height\": \(a.height), \"psnr\": \(psnrs.last!), \"ssim\": \(ssims.last!), \"results\": [\(results.joined(separator: ", "))]}")
-                FileHandle.standardError.write("evaluated \(psnrs.count)/\(files.count): \(name)\n".data(using: .utf8)!)
-            }
+        var meta: [String: String] = [:]
+        if let summary {
+            guard let data = FileManager.default.contents(atPath: summary) else { throw CLIError("\(summary): cannot read") }
+            guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw CLIError("\(summary): not a JSON object") }
+            for (k, v) in obj { meta["summary." + k] = "\(v)" }
         }
-        let n = files.count
-        let meanPSNR = psnrs.reduce(0, +) / Double(n), meanSSIM = ssims.reduce(0, +) / Double(n)
-        print(String(format: "%d photos, strength %.2f: PSNR %.2f dB, SSIM %.4f (mean), %.1f s", n, strength, meanPSNR, meanSSIM, Date().timeIntervalSince(t0)))
-        print("distortion                  bit accuracy   decoded")
-        var rows: [String] = []
-        for (d, distortion) in distortions.enumerated() {
-            let acc = Double(bitCorrect[d]) / Double(n * 100), rate = Double(decodedOK[d]) / Double(n)
-            print(distortion.name.padding(toLength: 27, withPad: " ", startingAt: 0) + String(format: " %12.4f %6d/%d", acc, decodedOK[d], n))
-            rows.append("{\"distortion\": \"\(distortion.name)\", \"bit_accuracy\": \(acc), \"decoded_rate\": \(rate)}")
-        }
-        let json = """
-            {"model": "\(model)", "images": \(n), "strength": \(strength), "psnr_mean": \(meanPSNR), "ssim_mean": \(meanSSIM),
-             "summary": [\(rows.joined(separator: ",\n  "))],
-             "per_image": [\(perImage.joined(separator: ",\n  "))]}
-
-            """
-        do { try json.write(toFile: out, atomically: true, encoding: .utf8) } catch { throw CLIError("\(out): cannot write: \(error.localizedDescription)") }
-        print("wrote \(out)")
+        do { try WatermarkModel.export(checkpoint: checkpoint, to: out, strength: strength, summary: meta) } catch { throw CLIError("\(error)") }
+        let size = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
+        print(String(format: "wrote %@ (%.1f MB, float16, default strength %.3g)", out, Double(size) / 1e6, strength))
     }
 }

@@ -11,7 +11,7 @@ struct StegaStampCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stegastamp",
         abstract: "Compile, run, differentiate and train the StegaStamp models on a static-graph IR.",
-        subcommands: [GraphCommand.self, SecretCommand.self, EncodeCommand.self, DecodeCommand.self, EvalCommand.self, TrainCommand.self, Demo.self, Bench.self])
+        subcommands: [GraphCommand.self, SecretCommand.self, EncodeCommand.self, DecodeCommand.self, EvalCommand.self, ExportCommand.self, TrainCommand.self, Demo.self, Bench.self, CodecBench.self])
 }
 
 /// An error the user can act on: printed as "Error: <message>", exit status 1.
@@ -360,13 +360,14 @@ struct Demo: ParsableCommand {
             1. Trains the StegaStamp networks (encoder, STN decoder, critic, transform net) with the tiny preset \
             (`stegastamp train --preset tiny`) on the training photos (synthetic photos without --photos) and checks \
             the held-out bit accuracy (>= 0.7). 2. With --photos (scripts/demo.sh passes the photos \
-            scripts/fetch-photos.sh fetched): trains the 100-bit codec model (the small preset) unless --model exists, \
-            hides a message in an evaluation photo (at the photo's resolution), damages it with real JPEG, decodes it \
-            and says what happened, including failure.
+            scripts/fetch-photos.sh fetched): hides a message in an evaluation photo (at the photo's resolution) with the \
+            shipped model (Models/; or --model), damages it with real JPEG, decodes it and says what happened, including \
+            failure. Without a shipped model, the 100-bit small model is trained (small preset) into --small-model.
             """)
     @Option(help: "Training steps of the tiny StegaStamp run.") var steps = 400
     @Option(help: "Photo cache with train/ and eval/ (from scripts/fetch-photos.sh).") var photos: String?
-    @Option(help: "The 100-bit codec model: trained (small preset) and written here if missing.") var model = "stegastamp-small-100bit.safetensors"
+    @Option(help: "The 100-bit model for the photo (default: the shipped model).") var model: String?
+    @Option(help: "Without a shipped model: the small 100-bit model, trained (small preset) and written here if missing.") var smallModel = "stegastamp-small-100bit.safetensors"
     @Option(help: "Training steps of the 100-bit model.") var modelSteps = 4000
     @Option(help: "The message (at most 7 bytes).") var message = "Hello!"
     @Option(help: "JPEG quality of the damage.") var jpegQuality = 70
@@ -410,7 +411,11 @@ struct Demo: ParsableCommand {
         }
         print("\n== 2. A message in a real photo")
         let evalDir = URL(fileURLWithPath: photos).appendingPathComponent("eval").path
-        if !fm.fileExists(atPath: model) {
+        var model = self.model ?? smallModel
+        if self.model == nil, let shipped = try? ShippedModel.path() {
+            model = shipped
+            print("using the shipped model \(shipped)")
+        } else if !fm.fileExists(atPath: model) {
             print("no model at \(model): training the 100-bit codec model (`stegastamp train --preset small`, \(modelSteps) steps)")
             var small = try TrainingConfig.preset("small")
             small.steps = modelSteps
@@ -428,7 +433,7 @@ struct Demo: ParsableCommand {
         let photo = files[0]
         let original = try ImageIO.read(path: photo)
         let bits = try SecretCodec.standard.encode(message)
-        let encoded = try m.encode([original], bits: bits)[0].image
+        let encoded = try m.encode([original], bits: bits)[0]
         let encodedPath = URL(fileURLWithPath: out).appendingPathComponent("encoded.png").path
         let damagedPath = URL(fileURLWithPath: out).appendingPathComponent("damaged-q\(jpegQuality).jpg").path
         try ImageIO.write(encoded, path: encodedPath)

@@ -15,10 +15,11 @@ final class CommandLineTests: XCTestCase {
     }
 
     @discardableResult
-    func run(_ args: [String], expect status: Int32, file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
+    func run(_ args: [String], expect status: Int32, environment: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -192,11 +193,31 @@ final class CommandLineTests: XCTestCase {
         // eval: every distortion of the suite, a table and a JSON file.
         let json = tmp.appendingPathComponent("eval.json").path
         let table = try run(["eval", "--model", ckpt, "--images", photos.path, "--out", json], expect: 0).out
-        for d in Distortion.allCases { XCTAssertTrue(table.contains(d.name), "\(d.name) missing from\n\(table)") }
+        for d in Distortion.suite { XCTAssertTrue(table.contains(d.name), "\(d.name) missing from\n\(table)") }
         let parsed = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
         XCTAssertEqual(parsed["images"] as? Int, 3)
-        XCTAssertEqual((parsed["summary"] as? [Any])?.count, Distortion.allCases.count)
+        XCTAssertEqual((parsed["summary"] as? [Any])?.count, Distortion.suite.count)
         XCTAssertEqual((parsed["per_image"] as? [Any])?.count, 3)
+        // A sweep: a row per strength, the plot, and the sweep in the JSON.
+        let plot = tmp.appendingPathComponent("sweep.png").path
+        let swept = try run(["eval", "--model", ckpt, "--images", photos.path, "--out", json, "--secrets", "1", "--limit", "1",
+                             "--sweep", "0.5,2", "--plot", plot], expect: 0).out
+        XCTAssertTrue(swept.contains("strength sweep"), swept)
+        XCTAssertGreaterThan(try ImageIO.read(path: plot).width, 100)
+        let sweptJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+        XCTAssertEqual((sweptJSON["sweep"] as? [Any])?.count, 3)
+        XCTAssertTrue(try run(["eval", "--model", ckpt, "--images", photos.path, "--sweep", "1,x"], expect: 1).err.contains("--sweep: 'x'"))
+        // --strength auto runs its search (an untrained model never decodes: it says so) and
+        // --survive is checked.
+        let auto = try run(["encode", "--model", ckpt, "--image", photos.appendingPathComponent("p2.png").path, "--secret", "Hi!",
+                            "--out", tmp.appendingPathComponent("auto.png").path, "--strength", "auto", "--survive", "jpeg90"], expect: 0).out
+        XCTAssertTrue(auto.contains("did not survive jpeg90"), auto)
+        XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "Hi", "--out", single, "--strength", "auto",
+                               "--survive", "nope"], expect: 1).err.contains("unknown damage 'nope'"))
+        XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "Hi", "--out", single, "--strength", "-1"], expect: 64).err.contains("strength"))
+        // Without --model, the shipped model; a missing one is a clear error.
+        let missing = try run(["decode", "--image", single], expect: 1, environment: ["STEGASTAMP_MODEL": "/no/such/model.safetensors"]).err
+        XCTAssertTrue(missing.contains("STEGASTAMP_MODEL=/no/such/model.safetensors: no such file"), missing)
         // Bad inputs: a too-long secret, a corrupt checkpoint, a non-image.
         XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "12345678", "--out", single], expect: 1).err.contains("at most 7"))
         let bad = tmp.appendingPathComponent("bad.safetensors").path

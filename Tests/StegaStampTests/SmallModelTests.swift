@@ -23,9 +23,29 @@ final class SmallModelTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(e.bitAccuracy, 0.95)
         XCTAssertGreaterThan(e.psnr, 20, "the residual should stay small")
         XCTAssertTrue(s.alarms.isEmpty)
-        // The run checkpoint is a model encode/decode can load.
+        // The run checkpoint is a model encode/decode can load, and exports to a float16 model
+        // file that reads the same bits with its own default strength.
         let m = try WatermarkModel(path: t.checkpointPath)
         XCTAssertEqual(m.bits, 16)
+        let exported = tmp.appendingPathComponent("model.safetensors").path
+        try WatermarkModel.export(checkpoint: t.checkpointPath, to: exported, strength: 0.8, summary: ["summary.note": "test"])
+        let e16 = try WatermarkModel(path: exported)
+        XCTAssertEqual(e16.defaultStrength, 0.8)
+        XCTAssertEqual(e16.metadata["summary.note"], "test")
+        let cover = try ImageIO.read(path: files.last!)
+        let secret = (0..<16).map { UInt8($0 % 3 == 0 ? 1 : 0) }
+        let encoded = try m.encode([cover], bits: secret, strength: 1)[0]
+        XCTAssertEqual(try m.decodeBits([encoded])[0], secret)
+        XCTAssertEqual(try e16.decodeBits([encoded])[0], secret)
+        // --strength auto's search: the strength it returns decodes after the damage, and
+        // lower strengths are tried first.
+        var search = StrengthSearch(survive: [.noise])
+        search.start = 0.5
+        let found = try search.run(model: m, cover: cover, residual: try m.residuals([cover], bits: secret)[0], expected: secret)
+        XCTAssertTrue(found.survived)
+        XCTAssertLessThanOrEqual(found.strength, search.maximum)
+        XCTAssertGreaterThan(found.trials, 2)
+        for seed in search.seeds { XCTAssertEqual(try m.decodeBits([try Distortion.noise.apply(found.image, seed: seed)])[0], secret) }
     }
 
     func testTrainingStepIsReproducible() throws {

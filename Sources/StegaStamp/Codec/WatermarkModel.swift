@@ -15,10 +15,42 @@ public final class WatermarkModel {
     var encoders: [Int: Executable] = [:]
     var decoders: [Int: Executable] = [:]
     public var backend: Backend = .cpu
+    /// GraphJIT for the elementwise kernels: off by default here, since LLVM takes about 0.5 s per
+    /// network, more than a command spends running it at the model's size (the Swift loops cost
+    /// a few ms). Training and benchmarks keep it on.
+    public var jit = false
     /// Executables are kept per batch size (a convenience cache): every miss compiles, is counted
     /// here and is reported through `log` (standard error by default) with its reason.
     public private(set) var compilations = 0
     public var log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+
+    /// The format of a model exported for use (encoder and decoder weights only, float16).
+    public static let format = "stegastamp-model"
+
+    /// Writes the encoder and decoder of a training checkpoint as a model file: float16 weights,
+    /// the training configuration, the default strength, and `summary` (measured figures) in the
+    /// metadata. Atomic, like every file this tool writes.
+    public static func export(checkpoint: String, to path: String, strength: Float, summary: [String: String] = [:]) throws {
+        let run = try RunCheckpoint.read(path: checkpoint)
+        guard strength > 0, strength.isFinite else { throw ModelError("strength must be positive, got \(strength)") }
+        var file = SafetensorsFile(metadata: summary.merging([
+            "format": format, "version": "1", "config": run.config.json(), "step": "\(run.step)",
+            "strength": "\(strength)", "bits": "\(run.config.bits)", "size": "\(run.config.size)",
+        ]) { _, new in new })
+        let networks = run.config.networks
+        for g in [try networks.encoder(batch: 1), try networks.decoder(batch: 1)] {
+            for id in g.parameters {
+                let name = g[id].name
+                guard let t = run.parameters[name] else { throw ModelError("\(checkpoint): checkpoint lacks parameter '\(name)'") }
+                if let bad = t.scalars.first(where: { !Float16($0).isFinite }) {
+                    throw ModelError("\(checkpoint): parameter '\(name)' holds \(bad), which float16 cannot store")
+                }
+                file.tensors["param." + name] = t
+                file.float16.insert("param." + name)
+            }
+        }
+        try file.write(path: path, sync: true)
+    }
 
     /// Metadata a checkpoint carries so it can be rebuilt.
     public static func metadata(_ c: SmallModelConfig) -> [String: String] {
@@ -26,14 +58,28 @@ public final class WatermarkModel {
          "channels": "\(c.channels)", "secret_upsample": "\(c.secretUpsample)", "noise": "\(c.noise)", "seed": "\(c.seed)"]
     }
 
-    /// Reads an exported small model (`model = small_stegastamp`) or a `stegastamp train` run
-    /// checkpoint of either architecture (its encoder and decoder; optimizer slots are ignored).
+    /// The strength `encode` uses when none is given: 1 for a training checkpoint, the shipped
+    /// model's own setting (metadata `strength`) for an exported model.
+    public let defaultStrength: Float
+    /// The metadata of the file (a shipped model's training summary, among others).
+    public let metadata: [String: String]
+
+    /// Reads a model exported by `stegastamp export` (format `stegastamp-model`), an exported small
+    /// model (`model = small_stegastamp`) or a `stegastamp train` run checkpoint of either
+    /// architecture (its encoder and decoder; optimizer slots are ignored).
     public init(path: String) throws {
         let file = try SafetensorsFile.read(path: path)
         let m = file.metadata
         var store = ParameterStore()
         for (k, v) in file.tensors where k.hasPrefix("param.") { store[String(k.dropFirst(6))] = v }
-        if m["format"] == RunCheckpoint.format {
+        metadata = m
+        if let s = m["strength"] {
+            guard let v = Float(s), v > 0, v.isFinite else { throw ModelError("\(path): metadata strength '\(s)' is not a positive number") }
+            defaultStrength = v
+        } else {
+            defaultStrength = 1
+        }
+        if m["format"] == RunCheckpoint.format || m["format"] == Self.format {
             guard let json = m["config"] else { throw ModelError("\(path): training checkpoint without its configuration") }
             let config = try TrainingConfig.fromJSON(Data(json.utf8), path: path)
             networks = config.networks
@@ -70,8 +116,9 @@ public final class WatermarkModel {
         if let e = encoders[batch] { return e }
         let g = try networks.encoder(batch: batch)
         compilations += 1
-        log("compiling the encoder: no executable yet for batch \(batch) (\(height)x\(width)); compilation \(compilations)")
-        let e = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend))
+        let t0 = Date()
+        let e = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend, jit: jit))
+        log(String(format: "compiled the encoder for batch %d (%dx%d) in %.2f s; compilation %d", batch, height, width, Date().timeIntervalSince(t0), compilations))
         encoders[batch] = e
         return e
     }
@@ -80,45 +127,55 @@ public final class WatermarkModel {
         if let d = decoders[batch] { return d }
         let g = try networks.decoder(batch: batch)
         compilations += 1
-        log("compiling the decoder: no executable yet for batch \(batch) (\(height)x\(width)); compilation \(compilations)")
-        let d = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend))
+        let t0 = Date()
+        let d = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend, jit: jit))
+        log(String(format: "compiled the decoder for batch %d (%dx%d) in %.2f s; compilation %d", batch, height, width, Date().timeIntervalSince(t0), compilations))
         decoders[batch] = d
         return d
     }
 
+    /// Each photo's region at the model's size, as one batch.
     func batchTensor(_ images: [RGBImage]) -> Tensor {
         Tensor(shape: [images.count, height, width, 3],
-               scalars: images.flatMap { Resize.resize($0, width: width, height: height).pixels })
+               scalars: images.flatMap { Embedding.modelInput($0, width: width, height: height).pixels })
     }
 
-    public struct Encoded {
-        public var image: RGBImage
-        /// The residual at the photo's resolution (after the strength factor).
-        public var residual: RGBImage
+    /// What the encoder made of a photo, before it is added at some strength (`Embedding.apply`).
+    public struct Residual {
+        /// At the model's size, each channel's mean removed.
+        public var pixels: RGBImage
     }
 
-    /// Hides `bits` (bits of 0/1) in each photo, at the photo's own size.
-    public func encode(_ images: [RGBImage], bits secretBits: [UInt8], strength: Float = 1) throws -> [Encoded] {
+    /// The residual that hides `bits` (0/1) in each photo. Adding it at several strengths (the
+    /// automatic strength's search) costs no further network run.
+    public func residuals(_ images: [RGBImage], bits secretBits: [UInt8]) throws -> [Residual] {
         guard secretBits.count == bits else { throw ModelError("the model hides \(bits) bits, got \(secretBits.count)") }
         if images.isEmpty { return [] }
         let exe = try encoder(batch: images.count)
         let secret = Tensor(shape: [images.count, bits], scalars: (0..<images.count).flatMap { _ in secretBits.map(Float.init) })
+        let covers = batchTensor(images)
         var store = parameters
-        let residual = try exe.run(["secret": secret, "image": batchTensor(images)], parameters: &store)["residual"]!
-        return images.enumerated().map { i, img in
-            let r = Resize.resize(RGBImage(residual, index: i), width: img.width, height: img.height)
-            let scaled = RGBImage(width: img.width, height: img.height, pixels: r.pixels.map { $0 * strength })
-            let out = RGBImage(width: img.width, height: img.height, pixels: zip(img.pixels, scaled.pixels).map { $0 + $1 }).clamped()
-            return Encoded(image: out, residual: scaled)
-        }
+        let raw = try exe.run(["secret": secret, "image": covers], parameters: &store)["residual"]!
+        return (0..<images.count).map { Residual(pixels: Embedding.residual(raw: RGBImage(raw, index: $0), cover: RGBImage(covers, index: $0))) }
     }
 
-    /// The bits each photo carries (logit > 0).
-    public func decodeBits(_ images: [RGBImage]) throws -> [[UInt8]] {
+    /// Hides `bits` in each photo, at the photo's own size; `strength` nil is the model's default.
+    public func encode(_ images: [RGBImage], bits secretBits: [UInt8], strength: Float? = nil) throws -> [RGBImage] {
+        let s = strength ?? defaultStrength
+        return zip(images, try residuals(images, bits: secretBits)).map { Embedding.apply($1.pixels, to: $0, strength: s) }
+    }
+
+    /// The decoder's logits for each photo (bit = logit > 0).
+    public func decodeLogits(_ images: [RGBImage]) throws -> [[Float]] {
         if images.isEmpty { return [] }
         let exe = try decoder(batch: images.count)
         var store = parameters
         let logits = try exe.run(["image": batchTensor(images)], parameters: &store)["logits"]!
-        return (0..<images.count).map { i in logits.scalars[(i * bits)..<((i + 1) * bits)].map { $0 > 0 ? 1 : 0 } }
+        return (0..<images.count).map { i in Array(logits.scalars[(i * bits)..<((i + 1) * bits)]) }
+    }
+
+    /// The bits each photo carries (logit > 0).
+    public func decodeBits(_ images: [RGBImage]) throws -> [[UInt8]] {
+        try decodeLogits(images).map { $0.map { $0 > 0 ? 1 : 0 } }
     }
 }

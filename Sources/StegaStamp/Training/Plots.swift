@@ -87,7 +87,9 @@ public enum Plots {
     public struct Panel {
         public var title: String
         public var series: [Series]
-        public init(_ title: String, _ series: [Series]) { self.title = title; self.series = series }
+        /// The x axis's unit, written after its largest value.
+        public var xLabel: String
+        public init(_ title: String, _ series: [Series], xLabel: String = "step") { self.title = title; self.series = series; self.xLabel = xLabel }
     }
 
     static let colours: [(Float, Float, Float)] = [(0.12, 0.47, 0.71), (0.84, 0.15, 0.16), (0.17, 0.63, 0.17), (1.0, 0.5, 0.05), (0.58, 0.4, 0.74)]
@@ -119,16 +121,17 @@ public enum Plots {
             c.text(label(y1), x: ox + 4, y: top - 4)
             c.text(label((y0 + y1) / 2), x: ox + 4, y: top + h / 2 - 4)
             c.text(label(y0), x: ox + 4, y: top + h - 6)
-            c.text(String(Int(x0)), x: left, y: top + h + 6)
-            let xr = "step " + String(Int(x1))
+            c.text(p.xLabel == "step" ? String(Int(x0)) : label(x0), x: left, y: top + h + 6)
+            let xr = p.xLabel == "step" ? "step " + String(Int(x1)) : label(x1) + " " + p.xLabel
             c.text(xr, x: left + w - Canvas.textWidth(xr), y: top + h + 6)
+            let legendStep = min(130, (p.series.map { Canvas.textWidth($0.name) }.max() ?? 100) + 30)
             for (si, s) in p.series.enumerated() {
                 let col = colours[si % colours.count]
                 let pts = s.points.filter { $0.1.isFinite }.map { (Double(left) + ($0.0 - x0) / (x1 - x0) * Double(w),
                                                                      Double(top + h) - ($0.1 - y0) / (y1 - y0) * Double(h)) }
                 if pts.count == 1 { c.rect(Int(pts[0].0) - 2, Int(pts[0].1) - 2, 5, 5, col) }
                 for i in 1..<max(pts.count, 1) { c.line(pts[i - 1].0, pts[i - 1].1, pts[i].0, pts[i].1, col) }
-                let lx = left + 8 + 130 * si
+                let lx = left + 8 + legendStep * si
                 c.rect(lx, top + h + 24, 12, 6, col)
                 c.text(s.name, x: lx + 16, y: top + h + 22)
             }

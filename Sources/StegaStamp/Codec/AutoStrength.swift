@@ -1,0 +1,85 @@
+/// `--strength auto`: per photo, the lowest strength at which the encoded photo still gives back
+/// its message after a chosen damage. The encoder runs once; each trial only re-adds the residual
+/// at another strength, damages the result and decodes it. Trials double the strength from
+/// `start` until one decodes, then bisect (in log scale) between the last failure and the first
+/// success; the answer is that success times `margin`, so a damage a little worse than the one
+/// searched with still decodes.
+public struct StrengthSearch: Sendable {
+    public var survive: [Distortion]
+    public var start: Float = 0.25
+    public var maximum: Float = 4
+    public var bisections = 5
+    public var margin: Float = 1.15
+    /// Damage seeds every trial must pass (random damages differ per seed).
+    public var seeds: [UInt64] = [1, 2]
+
+    public init(survive: [Distortion]) { self.survive = survive }
+
+    public struct Result: Sendable {
+        public var strength: Float
+        public var image: RGBImage
+        /// False when even `maximum` did not survive the damage (the photo then gets `maximum`).
+        public var survived: Bool
+        public var trials: Int
+    }
+
+    /// `expected` is the message's bit string (the decoder's output must equal it after BCH
+    /// correction when the model carries the standard 100 bits; exactly, otherwise).
+    public func run(model: WatermarkModel, cover: RGBImage, residual: WatermarkModel.Residual, expected: [UInt8]) throws -> Result {
+        var trials = 0
+        func decodes(_ s: Float) throws -> (Bool, RGBImage) {
+            trials += 1
+            let img = Embedding.apply(residual.pixels, to: cover, strength: s)
+            for seed in seeds {
+                let damaged = try Distortion.apply(survive, to: img, seed: seed)
+                let bits = try model.decodeBits([damaged])[0]
+                if !Self.matches(bits, expected) { return (false, img) }
+                if !survive.contains(where: \.isRandom) { break }
+            }
+            return (true, img)
+        }
+        var s = min(start, maximum)
+        var failed: Float? = nil
+        var (ok, img) = try decodes(s)
+        if ok {
+            // Below start: halve until it fails (at most 4 times).
+            for _ in 0..<4 {
+                let (lower, limg) = try decodes(s / 2)
+                if !lower { failed = s / 2; break }
+                (s, img) = (s / 2, limg)
+            }
+        } else {
+            failed = s
+            while !ok && s < maximum {
+                s = min(s * 2, maximum)
+                (ok, img) = try decodes(s)
+                if !ok { failed = s }
+            }
+            if !ok { return Result(strength: maximum, image: img, survived: false, trials: trials) }
+        }
+        if var lo = failed {
+            var hi = s
+            for _ in 0..<bisections {
+                let mid = (lo * hi).squareRoot()
+                let (good, mimg) = try decodes(mid)
+                if good { (hi, img) = (mid, mimg) } else { lo = mid }
+            }
+            s = hi
+        }
+        let chosen = min(s * margin, maximum)
+        return Result(strength: chosen, image: Embedding.apply(residual.pixels, to: cover, strength: chosen), survived: true, trials: trials)
+    }
+
+    static func matches(_ bits: [UInt8], _ expected: [UInt8]) -> Bool {
+        if bits.count == SecretCodec.standard.totalBits, expected.count == bits.count {
+            guard let got = try? SecretCodec.standard.decodeData(bits), let want = try? SecretCodec.standard.decodeData(expected) else { return false }
+            return got.data == want.data
+        }
+        return bits == expected
+    }
+}
+
+extension Distortion {
+    /// Whether the damage draws random numbers (perspective, noise...).
+    public var isRandom: Bool { [.noise, .perspective, .rotate, .print].contains(self) }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import GraphRuntime
+import GraphIR
+
+/// What `stegastamp eval` measures: each photo encoded with several random 7-byte secrets at each
+/// strength, damaged by each distortion of the suite, decoded; PSNR and SSIM of the encoded photo
+/// against the cover; bit accuracy and the rate of messages recovered exactly through BCH.
+public enum CodecEvaluation {
+    public struct Row: Sendable {
+        public var distortion: Distortion
+        public var bitAccuracy: Double
+        public var decodedRate: Double
+    }
+
+    public struct PerImage: Sendable {
+        public var name: String
+        public var width: Int, height: Int
+        public var psnr: Double, ssim: Double
+        /// Messages decoded per distortion, out of the secrets per photo.
+        public var decoded: [Int]
+    }
+
+    public struct AtStrength: Sendable {
+        public var strength: Float
+        public var psnrMean: Double, psnrMin: Double, ssimMean: Double
+        public var rows: [Row]
+        public var perImage: [PerImage]
+    }
+
+    /// Secret k of photo i: 7 uniformly random bytes (text secrets would bias the bits: ASCII
+    /// letters share their high bits).
+    public static func secret(photo i: Int, index k: Int) -> [UInt8] {
+        (0..<SecretCodec.standard.dataBytes).map { b in
+            UInt8(truncatingIfNeeded: CounterRandom.bits(seed: 77, key: UInt64(i) << 16 | UInt64(k), counter: UInt64(b)))
+        }
+    }
+
+    public static func run(model: WatermarkModel, files: [String], secretsPerImage: Int, strengths: [Float],
+                           distortions: [Distortion] = Distortion.suite, progress: (String) -> Void = { _ in }) throws -> [AtStrength] {
+        precondition(secretsPerImage >= 1 && !strengths.isEmpty)
+        let codec = SecretCodec.standard
+        var bitsRight = [[Int]](repeating: [Int](repeating: 0, count: distortions.count), count: strengths.count)
+        var decodedCount = bitsRight
+        var perImage = [[PerImage]](repeating: [], count: strengths.count)
+        for (i, path) in files.enumerated() {
+            let cover = try ImageIO.read(path: path)
+            let name = URL(fileURLWithPath: path).lastPathComponent
+            var psnr = [Double](repeating: 0, count: strengths.count), ssim = psnr
+            var decoded = [[Int]](repeating: [Int](repeating: 0, count: distortions.count), count: strengths.count)
+            for k in 0..<secretsPerImage {
+                let data = secret(photo: i, index: k)
+                let bits = codec.encode(data: data)
+                let residual = try model.residuals([cover], bits: bits)[0]
+                for (si, s) in strengths.enumerated() {
+                    let encoded = Embedding.apply(residual.pixels, to: cover, strength: s)
+                    psnr[si] += Quality.psnr(encoded, cover) / Double(secretsPerImage)
+                    ssim[si] += try Quality.ssim(encoded, cover) / Double(secretsPerImage)
+                    for (d, distortion) in distortions.enumerated() {
+                        let damaged = try distortion.apply(encoded, seed: UInt64(i * 1000 + k))
+                        let read = try model.decodeBits([damaged])[0]
+                        bitsRight[si][d] += zip(read, bits).filter { $0 == $1 }.count
+                        if (try? codec.decodeData(read))?.data == data { decodedCount[si][d] += 1; decoded[si][d] += 1 }
+                    }
+                }
+            }
+            for si in strengths.indices {
+                perImage[si].append(PerImage(name: name, width: cover.width, height: cover.height, psnr: psnr[si], ssim: ssim[si], decoded: decoded[si]))
+            }
+            progress("evaluated \(i + 1)/\(files.count): \(name) (\(cover.width)x\(cover.height))")
+        }
+        let messages = Double(files.count * secretsPerImage)
+        return strengths.enumerated().map { si, s in
+            let p = perImage[si]
+            return AtStrength(
+                strength: s, psnrMean: p.map(\.psnr).reduce(0, +) / Double(p.count), psnrMin: p.map(\.psnr).min() ?? 0,
+                ssimMean: p.map(\.ssim).reduce(0, +) / Double(p.count),
+                rows: distortions.enumerated().map { d, dist in
+                    Row(distortion: dist, bitAccuracy: Double(bitsRight[si][d]) / (messages * Double(codec.totalBits)),
+                        decodedRate: Double(decodedCount[si][d]) / messages)
+                },
+                perImage: p)
+        }
+    }
+
+    /// Decoded rate against PSNR, one series per distortion, over the strengths swept.
+    public static func sweepPlot(_ results: [AtStrength]) -> RGBImage {
+        guard let first = results.first else { return Plots.render([]) }
+        let sorted = results.sorted { $0.psnrMean < $1.psnrMean }
+        let groups: [(String, [Distortion])] = [
+            ("decoded rate vs PSNR dB: clean, jpeg", [.none, .jpeg90, .jpeg70, .jpeg50]),
+            ("decoded rate vs PSNR dB: blur, noise, colour", [.blur, .noise, .brighter, .darker]),
+            ("decoded rate vs PSNR dB: geometry", [.rescale, .perspective, .crop, .rotate]),
+            ("decoded rate vs PSNR dB: print-like", [.print]),
+        ]
+        let panels = groups.map { title, ds in
+            Plots.Panel(title, ds.compactMap { d in
+                guard let idx = first.rows.firstIndex(where: { $0.distortion == d }) else { return nil }
+                return Plots.Series(d.rawValue, sorted.map { ($0.psnrMean, $0.rows[idx].decodedRate) })
+            }, xLabel: "dB")
+        }
+        return Plots.render(panels)
+    }
+}
