@@ -61,9 +61,9 @@ struct EvalCommand: ParsableCommand {
         if results.count > 1 {
             let sorted = results.sorted { $0.strength < $1.strength }
             print("\nstrength sweep: decoded rate per damage")
-            print("strength   PSNR    SSIM  " + r.rows.map { $0.distortion.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0) }.joined())
+            print("strength   PSNR    SSIM  " + r.rows.map { $0.distortion.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0) }.joined())
             for x in sorted {
-                print(String(format: "%8.3g %6.2f %7.4f  ", x.strength, x.psnrMean, x.ssimMean) + x.rows.map { String(format: "%-11.3f", $0.decodedRate) }.joined())
+                print(String(format: "%8.3g %6.2f %7.4f  ", x.strength, x.psnrMean, x.ssimMean) + x.rows.map { String(format: "%-12.3f", $0.decodedRate) }.joined())
             }
             do { try ImageIO.write(CodecEvaluation.sweepPlot(results), path: plot) } catch { throw CLIError("\(error)") }
             print("wrote \(plot)")

@@ -37,6 +37,16 @@ final class SmallModelTests: XCTestCase {
         let encoded = try m.encode([cover], bits: secret, strength: 1)[0]
         XCTAssertEqual(try m.decodeBits([encoded])[0], secret)
         XCTAssertEqual(try e16.decodeBits([encoded])[0], secret)
+        // The photo resized, re-saved as JPEG, or cropped slightly still carries the bits.
+        let resized = Resize.resize(encoded, width: encoded.width * 7 / 10, height: encoded.height * 7 / 10)
+        let resaved = try ImageIO.decode(try ImageIO.encodeJPEG(encoded, quality: 85))
+        let (dx, dy) = (encoded.width / 50, encoded.height / 50)
+        let cropped = Resize.crop(encoded, x: dx, y: dy, width: encoded.width - 2 * dx, height: encoded.height - 2 * dy)
+        for (what, img) in [("resized", resized), ("re-saved", resaved), ("cropped 2 %", cropped)] {
+            let wrong = zip(try m.decodeBits([img])[0], secret).filter { $0 != $1 }.count
+            print("small model, \(what): \(wrong) of 16 bits wrong")
+            XCTAssertLessThanOrEqual(wrong, 1, what)
+        }
         // --strength auto's search: the strength it returns decodes after the damage, and
         // lower strengths are tried first.
         var search = StrengthSearch(survive: [.noise])
