@@ -195,6 +195,9 @@ enum GradientRules {
 
         case .randomUniform, .randomNormal:
             return [nil]
+        case .allReduce(let r):
+            // Every rank's output depends on every rank's operand with weight 1 (sum) or 1/N (mean).
+            return [b.apply(.allReduce(r), [g])]
         case .fused:
             // Fusion runs after differentiation; a fused graph is not differentiated again.
             return try x.indices.map { try notDifferentiable($0) }

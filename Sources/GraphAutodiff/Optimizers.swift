@@ -78,11 +78,47 @@ public enum Optimizers {
         }
     }
 
+    /// Data parallelism: the gradients averaged over the ranks, in buckets of at most
+    /// `bucketBytes` (several gradients flattened into one buffer, one collective each, as
+    /// Horovod's tensor fusion and DDP's buckets do). Gradients are bucketed from the last one
+    /// backwards, the order the backward pass finishes them.
+    public static func allReduceMean(_ b: GraphBuilder, _ gradients: [ValueID], bucketBytes: Int) -> [ValueID] {
+        var result = gradients
+        var bucket: [Int] = []
+        var bytes = 0
+        func flush() {
+            defer { bucket = []; bytes = 0 }
+            guard !bucket.isEmpty else { return }
+            if bucket.count == 1 {
+                result[bucket[0]] = b.apply(.allReduce(.mean), [gradients[bucket[0]]])
+                return
+            }
+            let flat = bucket.map { b.reshape(gradients[$0], [Shape.count(b.shape(gradients[$0]))]) }
+            let reduced = b.apply(.allReduce(.mean), [b.apply(.concat(axis: 0), flat)])
+            var offset = 0
+            for i in bucket {
+                let shape = b.shape(gradients[i]), n = Shape.count(shape)
+                result[i] = b.reshape(b.apply(.slice(begin: [offset], end: [offset + n]), [reduced]), shape)
+                offset += n
+            }
+        }
+        for i in gradients.indices.reversed() {
+            let n = Shape.count(b.shape(gradients[i])) * 4
+            if bytes > 0 && bytes + n > bucketBytes { flush() }
+            bucket.append(i)
+            bytes += n
+        }
+        flush()
+        return result
+    }
+
     /// A training step: `forward` + the gradient of its scalar output `loss` with respect to
     /// `parameters` (all of the graph's parameters if nil) + the optimizer's updates. Adds the
     /// inputs `learning_rate` and (Adam) `step` unless the graph already has them.
+    /// With `bucketBytes` (data-parallel training) the gradients are averaged over the ranks
+    /// before the update (`allReduceMean`).
     public static func trainingStep(_ forward: Graph, loss: String, parameters names: [String]? = nil,
-                                    optimizer: Optimizer) throws -> Graph {
+                                    optimizer: Optimizer, bucketBytes: Int? = nil) throws -> Graph {
         guard let lossValue = forward.output(named: loss) else {
             throw AutodiffError("graph '\(forward.name)' has no output '\(loss)'")
         }
@@ -97,7 +133,8 @@ public enum Optimizers {
             if let id = forward.value(named: name), case .input = forward[id].definition { return id }
             return b.input(name, [])
         }
-        let grads = try Autodiff.gradient(in: b, of: lossValue, wrt: params)
+        var grads = try Autodiff.gradient(in: b, of: lossValue, wrt: params)
+        if let bucketBytes { grads = allReduceMean(b, grads, bucketBytes: bucketBytes) }
         switch optimizer {
         case .adam(let c):
             adam(b, parameters: params, gradients: grads, learningRate: scalarInput("learning_rate"), step: scalarInput("step"), config: c)

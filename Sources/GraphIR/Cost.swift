@@ -27,6 +27,8 @@ extension Op {
             return 8 * max(out, Shape.count(s[0]))
         case .randomUniform, .randomNormal:
             return out
+        case .allReduce:
+            return 0  // communication, not arithmetic
         case .fused(let f):
             return f.body.flops
         case .reshape, .transpose, .broadcast, .concat, .slice, .pad, .reverse, .upsampleNearest:

@@ -51,6 +51,10 @@ public enum Op: Hashable, Sendable {
     /// Counter-based random numbers keyed by a seed input (a scalar) and a per-op stream key.
     case randomUniform(shape: [Int], key: Int)
     case randomNormal(shape: [Int], key: Int)
+    /// Data-parallel training's collective: the operand summed (or averaged) over every rank of
+    /// the run, elementwise; every rank gets the result. With one rank it is the identity (and a
+    /// pass removes it). Opaque to fusion; never folded.
+    case allReduce(AllReduceOp)
     /// A fused kernel: a region whose body is a graph with inputs `arg0`, `arg1`, ... (the
     /// operands, in order) and one output. The interpreter runs the body; backends compile it.
     case fused(FusedKernel)
@@ -89,6 +93,10 @@ public enum BinaryOp: String, CaseIterable, Hashable, Sendable {
 
 public enum ReduceOp: String, CaseIterable, Hashable, Sendable {
     case sum = "reduce_sum", mean = "reduce_mean", max = "reduce_max"
+}
+
+public enum AllReduceOp: String, CaseIterable, Hashable, Sendable {
+    case sum, mean
 }
 
 public enum PadMode: String, CaseIterable, Hashable, Sendable {
@@ -191,6 +199,7 @@ extension Op {
         case .projectiveWarpTranspose: return "projective_warp_transpose"
         case .randomUniform: return "random_uniform"
         case .randomNormal: return "random_normal"
+        case .allReduce: return "all_reduce"
         case .fused: return "fused"
         }
     }
@@ -199,7 +208,7 @@ extension Op {
     public var arity: Int? {
         switch self {
         case .unary, .reduce, .reshape, .transpose, .broadcast, .slice, .pad, .reverse,
-             .upsampleNearest, .avgPool, .avgPoolBackprop, .maxPool, .randomUniform, .randomNormal:
+             .upsampleNearest, .avgPool, .avgPoolBackprop, .maxPool, .randomUniform, .randomNormal, .allReduce:
             return 1
         case .binary, .matmul, .conv2d, .conv2dBackpropInput, .conv2dBackpropFilter, .maxPoolBackprop,
              .bilinearSample, .bilinearSampleGradImage, .projectiveWarp, .projectiveWarpTranspose:
@@ -248,6 +257,7 @@ extension Op {
         case .projectiveWarp(let inv, let g): return [("inverse", .bool(inv)), ("gradient", .word(g.rawValue))]
         case .projectiveWarpTranspose(let inv): return [("inverse", .bool(inv))]
         case .randomUniform(let s, let k), .randomNormal(let s, let k): return [("shape", .ints(s)), ("key", .int(k))]
+        case .allReduce(let r): return [("reduction", .word(r.rawValue))]
         case .fused(let f): return [("kind", .word(f.kind.rawValue))]
         }
     }
@@ -303,6 +313,7 @@ extension Op {
             case "projective_warp_transpose": op = .projectiveWarpTranspose(inverse: try reader.bool("inverse"))
             case "random_uniform": op = .randomUniform(shape: try reader.ints("shape"), key: try reader.int("key"))
             case "random_normal": op = .randomNormal(shape: try reader.ints("shape"), key: try reader.int("key"))
+            case "all_reduce": op = .allReduce(try reader.word("reduction", AllReduceOp.self))
             default:
                 throw AttributeError(description: "unknown op '\(name)'")
             }

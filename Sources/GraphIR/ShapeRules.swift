@@ -171,6 +171,8 @@ extension Op {
             if !f.body.updates.isEmpty || !f.body.parameters.isEmpty { throw fail("body cannot have parameters or updates") }
             do { try f.body.verify() } catch { throw fail("body: \(error)") }
             return f.body[f.body.outputs[0].value].shape
+        case .allReduce:
+            return s[0]
         case .randomUniform(let shape, _), .randomNormal(let shape, _):
             if shape.contains(where: { $0 < 0 }) { throw fail("negative dimension in \(shape)") }
             if Shape.count(s[0]) != 1 { throw fail("seed must be a single value") }

@@ -33,6 +33,10 @@ public enum ReferenceKernels {
         case .projectiveWarpTranspose(let inverse): return Sampling.projectiveWarpTranspose(a[0], a[1], inverse: inverse)
         case .randomUniform(_, let key): return random(a[0], key, shape, normal: false)
         case .randomNormal(_, let key): return random(a[0], key, shape, normal: true)
+        case .allReduce(let r):
+            var out = a[0].scalars
+            out.withUnsafeMutableBufferPointer { Collectives.allReduce($0.baseAddress!, count: $0.count, op: r) }
+            return Tensor(shape: shape, scalars: out)
         case .fused(let f): return evaluate(f.body, a, kernel: { run($0, $1, shape: $2) })
         }
     }

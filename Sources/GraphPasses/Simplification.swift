@@ -31,6 +31,7 @@ extension Passes {
         for (i, v) in g.values.enumerated() {
             guard case .op(let op, let operands) = v.definition, Shape.count(v.shape) <= foldLimit else { r.copy(i); continue }
             if case .fused = op { r.copy(i); continue }
+            if case .allReduce = op { r.copy(i); continue }  // a collective, not a function of its operand alone
             let args = operands.map { r.graph[r.mapped($0)].definition }
             let tensors: [Tensor] = args.compactMap { if case .constant(let t) = $0 { return t } else { return nil } }
             if tensors.count != operands.count || operands.isEmpty { r.copy(i); continue }

@@ -68,6 +68,9 @@ enum CPUKernels {
         case .bilinearSampleGradCoords(let mode): sampleGradCoords(x[0], shapes[0], x[1], shapes[1], x[2], mode, out)
         case .randomUniform(_, let key): random(x[0][0], key, n, normal: false, out)
         case .randomNormal(_, let key): random(x[0][0], key, n, normal: true, out)
+        case .allReduce(let r):
+            if UnsafePointer(out) != x[0] { out.update(from: x[0], count: n) }
+            Collectives.allReduce(out, count: n, op: r)
         default: return false
         }
         return true

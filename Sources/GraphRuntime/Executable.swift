@@ -41,9 +41,15 @@ public struct CompileOptions: Equatable, Sendable {
     /// `cpu` backend: the instruction set of the direct and Winograd convolution kernels (the
     /// widest this machine has, unless STEGASTAMP_ISA says otherwise).
     public var vectorISA: VectorISA
+    /// Ranks of the data-parallel run the executable belongs to; with 1, `all_reduce` ops are
+    /// removed at compile time (they are the identity).
+    public var ranks: Int
     public init(backend: Backend = .cpu, optimize: Bool = true, disabledPasses: Set<String> = [],
-                convolution: ConvolutionAlgorithm = .standard, jit: Bool = JITOption.standard, vectorISA: VectorISA = .standard) {
+                convolution: ConvolutionAlgorithm = .standard, jit: Bool = JITOption.standard, vectorISA: VectorISA = .standard,
+                ranks: Int = 1) {
         precondition(vectorISA.isAvailable, "this CPU cannot run \(vectorISA.rawValue) kernels")
+        precondition(ranks >= 1, "ranks must be at least 1")
+        self.ranks = ranks
         self.backend = backend
         self.vectorISA = vectorISA
         self.jit = jit
@@ -88,11 +94,11 @@ public enum Compiler {
         for v in graph.values where Shape.count(v.shape) > maxElements {
             throw ExecutionError("%\(v.name) has \(Shape.count(v.shape)) elements (f32\(Shape.describe(v.shape))), more than this runtime allows")
         }
-        var optimised = try Passes.deadCodeElimination(graph)
+        var optimised = try Passes.deadCodeElimination(options.ranks == 1 ? try Passes.removeAllReduce(graph) : graph)
         if options.optimize {
             var pm = PassManager.standard
             pm.disabled = options.disabledPasses
-            optimised = try pm.run(graph).graph
+            optimised = try pm.run(optimised).graph
         }
         let plan = MemoryPlan.plan(optimised)
         try plan.check()
