@@ -23,6 +23,8 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // Open MPI (libopenmpi-dev) for data-parallel training; its headers through pkg-config.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c"),
         .systemLibrary(name: "CLLVM", path: "Sources/CLLVM"),
 
         .target(name: "GraphIR"),
@@ -50,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "stegastamp",
             dependencies: [
-                "GraphIR", "GraphAutodiff", "GraphPasses", "GraphRuntime", "StegaStamp",
+                "GraphIR", "GraphAutodiff", "GraphKernels", "GraphPasses", "GraphRuntime", "StegaStamp", "CMPI", "FastKernelSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -3,7 +3,7 @@
 # Safe to run again: it does nothing when everything is present.
 set -euo pipefail
 need=()
-for pkg in libopenblas-dev libpng-dev llvm-14-dev libturbojpeg0-dev zlib1g-dev; do
+for pkg in libopenblas-dev libpng-dev llvm-14-dev libturbojpeg0-dev zlib1g-dev libopenmpi-dev openmpi-bin pkg-config; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

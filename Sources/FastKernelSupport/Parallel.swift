@@ -15,10 +15,14 @@ public enum Parallel {
         if n <= 1 { for i in 0..<n { body(i) }; return }
         WorkerPool.shared.forEach(n, body)
     }
+
+    /// Threads the loops use (the caller included): every core unless set before the first loop
+    /// (`--threads`; several data-parallel ranks on one machine share its cores).
+    nonisolated(unsafe) public static var threads: Int? = nil
 }
 
 final class WorkerPool: @unchecked Sendable {
-    static let shared = WorkerPool(helpers: max(0, ProcessInfo.processInfo.activeProcessorCount - 1))
+    static let shared = WorkerPool(helpers: max(0, (Parallel.threads ?? ProcessInfo.processInfo.activeProcessorCount) - 1))
 
     private let helpers: Int
     /// One loop at a time; others run serially.

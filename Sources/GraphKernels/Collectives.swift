@@ -9,6 +9,8 @@ public protocol Communicator: AnyObject, Sendable {
     /// In place, over every rank; returns only when all have contributed. Throws when a peer is
     /// gone or too slow (the runtime then stops the run: never a hang).
     func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, op: AllReduceOp) throws
+    /// Root's buffer to every rank, in place.
+    func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws
 }
 
 public enum Collectives {

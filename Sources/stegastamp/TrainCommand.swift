@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import FastKernelSupport
+import GraphKernels
 import GraphRuntime
 import StegaStamp
 
@@ -14,7 +16,9 @@ struct TrainCommand: ParsableCommand {
             (the codec demo's 32x32 model). Every flag overrides the preset; the resolved configuration is written to \
             RUN/config.json. The run folder gets checkpoint.safetensors (every --checkpoint-every steps and on \
             Ctrl-C / SIGTERM), metrics.jsonl, eval.jsonl, TensorBoard event files (tensorboard --logdir RUN), curves.png \
-            and samples.png. --resume continues a run exactly where its checkpoint left it.
+            and samples.png. --resume continues a run exactly where its checkpoint left it. \
+            Data-parallel: mpirun -np N stegastamp train ... (Open MPI): --batch stays the global batch, each rank \
+            takes its slice, gradients are averaged over the ranks; rank 0 writes the run folder.
             """)
 
     @Option(help: "paper, cpu, tiny or small.") var preset = "cpu"
@@ -33,6 +37,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Evaluate on the held-out photos every N steps.") var evalEvery: Int?
     @Option(help: "Log metrics every N steps.") var logEvery: Int?
     @Flag(help: "Secrets, augmentation and learning rate in phases (see the README).") var curriculum = false
+    @Option(help: "Under mpirun: stop the run when a collective waits this many seconds for the other ranks.") var collectiveTimeout: Double = 120
+    @Option(help: "Threads per process (default: every core; give each of N ranks on one machine cores / N).") var threads: Int?
 
     @Option(help: "Adam learning rate.") var learningRate: Float?
     @Option(help: "Decay the learning rate linearly to this fraction by the last step.") var finalLrFraction: Float?
@@ -100,10 +106,29 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         let config: TrainingConfig
         do { config = try resolvedConfig() } catch let e as TrainingError { throw CLIError(e.description) }
+        guard collectiveTimeout > 0 else { throw CLIError("--collective-timeout must be positive") }
+        if let threads {
+            guard threads >= 1 else { throw CLIError("--threads must be at least 1") }
+            Parallel.threads = threads
+        }
+        // Under mpirun with several ranks: the MPI communicator (a single process never touches MPI).
+        let mpi = MPICommunicator.launchedRanks != nil ? try MPICommunicator(timeout: collectiveTimeout) : nil
+        defer { mpi?.finish() }
+        let root = (mpi?.rank ?? 0) == 0
         let (trainFiles, evalFiles) = try photoFolders()
         let trainer = try Trainer(config: config, runDirectory: runFolder, trainFiles: trainFiles, evalFiles: evalFiles)
         trainer.progressBar = !noProgress && isatty(STDOUT_FILENO) != 0
+        trainer.communicator = mpi
+        Collectives.communicator = mpi
         StopSignal.install()
+        if !root {
+            // Other ranks: only errors, and the parameter checksum at the end.
+            let s: Trainer.Summary
+            do { s = try trainer.run(resume: resume) } catch let e as TrainingError { throw CLIError(e.description) }
+            FileHandle.standardError.write("rank \(trainer.rank): parameters checksum \(String(s.parameterChecksum, radix: 16))\n".data(using: .utf8)!)
+            if s.interrupted { throw ExitCode(130) }
+            return
+        }
         print("training \(config.preset) (\(config.architecture.rawValue), \(config.size)x\(config.size), \(config.bits) bits, batch \(config.batch)) "
               + "for \(config.steps) steps on \(trainFiles.count) photos, \(evalFiles.count) held out; run folder \(runFolder)")
         let s: Trainer.Summary
@@ -118,6 +143,9 @@ struct TrainCommand: ParsableCommand {
                          e.step, e.bitAccuracy, 100 * e.decodedRate, e.psnr, e.ssim, e.jpegBitAccuracy, 100 * e.jpegDecodedRate))
         }
         if !s.alarms.isEmpty { print("alarms: " + s.alarms.map { "\($0.kind.rawValue) at step \($0.step)" }.joined(separator: ", ")) }
+        if let mpi {
+            FileHandle.standardError.write("rank \(mpi.rank): parameters checksum \(String(s.parameterChecksum, radix: 16))\n".data(using: .utf8)!)
+        }
         if s.interrupted { throw ExitCode(130) }
     }
 

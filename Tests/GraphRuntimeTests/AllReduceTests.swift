@@ -22,6 +22,8 @@ final class FakeRanks: Communicator, @unchecked Sendable {
             buffer[i] = op == .sum ? total : total / Float(size)
         }
     }
+
+    func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {}
 }
 
 final class AllReduceTests: XCTestCase {

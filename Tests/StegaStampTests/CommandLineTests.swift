@@ -320,4 +320,80 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(q.terminationStatus, 130)
         XCTAssertGreaterThan(try RunCheckpoint.read(path: ckpt).step, target)
     }
+
+    /// `mpirun -np 2 stegastamp train`: 2 ranks with a global batch of 8 log the losses of one
+    /// process with batch 8, hold identical parameters, write a checkpoint one process resumes;
+    /// a killed rank ends the run with an error (no hang).
+    func testDataParallelTrainingOnTwoRanksMatchesOneProcess() throws {
+        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw XCTSkip("Open MPI's mpirun is not installed (scripts/setup.sh installs openmpi-bin)")
+        }
+        let photos = try trainingPhotos()
+        let common = ["train", "--preset", "tiny", "--images", photos, "--steps", "20", "--batch", "8", "--log-every", "5",
+                      "--no-image-loss-steps", "5", "--eval-every", "1000", "--no-progress"]
+        let one = tmp.appendingPathComponent("one").path, two = tmp.appendingPathComponent("two").path
+        try run(common + ["--run", one], expect: 0)
+        func mpi(_ args: [String]) throws -> (status: Int32, err: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: mpirun)
+            p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", binary.path] + args
+            let err = Pipe()
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = err
+            try p.run()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: e, as: UTF8.self))
+        }
+        let r = try mpi(common + ["--run", two, "--threads", "1"])
+        XCTAssertEqual(r.status, 0, r.err)
+        func losses(_ dir: String) throws -> [Double] {
+            try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
+                ((try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["loss"] as! NSNumber).doubleValue
+            }
+        }
+        let (a, b) = (try losses(one), try losses(two))
+        XCTAssertEqual(a.count, 4)
+        XCTAssertEqual(a.count, b.count)
+        for (x, y) in zip(a, b) { XCTAssertLessThanOrEqual(abs(x - y) / abs(x), 1e-3, "\(a) vs \(b)") }
+        let sums = r.err.split(separator: "\n").filter { $0.contains("parameters checksum") }.map { $0.split(separator: " ").last! }
+        XCTAssertEqual(sums.count, 2, r.err)
+        XCTAssertEqual(Set(sums).count, 1, "ranks disagree: \(r.err)")
+        // The 2-rank checkpoint resumes in one process.
+        let resumed = try run(common.map { $0 == "20" ? "24" : $0 } + ["--run", two, "--resume"], expect: 0).out
+        XCTAssertTrue(resumed.contains("resuming \(two) from step 20"), resumed)
+        // A rank that hangs: the other stops the run after --collective-timeout.
+        let hang = tmp.appendingPathComponent("hang").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mpirun)
+        p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", binary.path] + common.map { $0 == "20" ? "100000" : $0 }
+            + ["--run", hang, "--threads", "1", "--collective-timeout", "5", "--checkpoint-every", "2"]
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        let deadline = Date().addingTimeInterval(300)
+        while (try? RunCheckpoint.read(path: hang + "/checkpoint.safetensors")) == nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        // Rank 1 is the second stegastamp process mpirun started.
+        let ps = Process()
+        ps.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        ps.arguments = ["-f", "--", "--run \(hang)"]
+        let out = Pipe()
+        ps.standardOutput = out
+        try ps.run()
+        ps.waitUntilExit()
+        let pids = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").compactMap { Int32($0) }
+            .filter { $0 != p.processIdentifier }.sorted()
+        XCTAssertEqual(pids.count, 2, "\(pids)")
+        let stoppedAt = Date()
+        kill(pids.last!, SIGSTOP)
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: e, as: UTF8.self)
+        XCTAssertNotEqual(p.terminationStatus, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(stoppedAt), 60, "the run should stop within seconds of the timeout")
+        XCTAssertTrue(text.contains("died or hangs"), text)
+        XCTAssertNoThrow(try RunCheckpoint.read(path: hang + "/checkpoint.safetensors"), "the last checkpoint stays intact")
+        for pid in pids { kill(pid, SIGKILL) }
+    }
 }

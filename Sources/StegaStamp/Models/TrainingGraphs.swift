@@ -17,6 +17,12 @@ public struct StegaStampConfig: Sendable, Equatable {
     public var includeDeadCode = true
     public var perceptual = PerceptualLoss.ssim
     public var seed = 1
+    /// Data-parallel training: `batch` is this rank's slice (examples rank * batch ..< (rank + 1) *
+    /// batch of a global batch of ranks * batch). With ranks > 1 the steps average their gradients
+    /// over the ranks (`all_reduce` in buckets of `bucketBytes`) and their reported outputs too.
+    public var ranks = 1
+    public var rank = 0
+    public var bucketBytes = 4 << 20
 
     /// ssim: weight-free 1 - SSIM; lpips: LPIPS (AlexNet), parameters lpips.* loaded from a file.
     public enum PerceptualLoss: String, CaseIterable, Sendable { case ssim, lpips, none }
@@ -30,6 +36,17 @@ public struct StegaStampConfig: Sendable, Equatable {
         guard bits >= 1, bits <= 4096 else { throw ModelError("bits must be in 1...4096, got \(bits)") }
         guard batch >= 1, batch <= 1024 else { throw ModelError("batch must be in 1...1024, got \(batch)") }
         guard height <= 4096, width <= 4096 else { throw ModelError("image size \(height)x\(width) is larger than 4096") }
+        guard ranks >= 1, (0..<ranks).contains(rank) else { throw ModelError("rank \(rank) of \(ranks) ranks") }
+        if ranks > 1 && borders == .image {
+            throw ModelError("borders 'image' fills each example's border from its neighbour in the batch, which data-parallel ranks do not hold; choose another --borders")
+        }
+    }
+
+    /// The transform net's configuration with this rank's place in the global batch.
+    var rankedTransform: TransformConfig {
+        var t = transform
+        if ranks > 1 { (t.globalBatch, t.batchOffset) = (batch * ranks, batch * rank) }
+        return t
     }
 }
 
@@ -105,7 +122,7 @@ public enum StegaStampGraphs {
         let dReal = StegaStampNetworks.critic(b, image: real, prefix: "critic.", seed: c.seed + 2).output
         // Second use of the same critic parameters: look them up rather than creating new ones.
         let dFake = criticReusing(b, image: fake)
-        let transformed = TransformNet.apply(b, enc.encoded, seed: seed, step: step, config: c.transform)
+        let transformed = TransformNet.apply(b, enc.encoded, seed: seed, step: step, config: c.rankedTransform)
         let logits = StegaStampNetworks.decoder(b, image: transformed, bits: c.bits, prefix: "decoder.", seed: c.seed + 1).logits
         let acc = Losses.secretAccuracy(b, logits: logits, secret: secret)
         let secretLoss = ImageOps.secretLoss(b, logits: logits, labels: secret)
@@ -145,18 +162,22 @@ public enum StegaStampGraphs {
         let b = GraphBuilder(name: "stegastamp_train_step")
         let f = forward(b, c)
         b.output("loss", f.loss)
-        b.output("secret_loss", f.secretLoss)
-        b.output("image_loss", f.imageLoss)
-        b.output("yuv_loss", f.yuvLoss)
-        b.output("perceptual_loss", f.perceptualLoss)
-        b.output("G_loss", f.gLoss)
-        b.output("bit_accuracy", f.bitAccuracy)
-        b.output("string_accuracy", f.stringAccuracy)
-        b.output("mse", f.mse)
-        b.output("probability_std", f.probabilityStd)
+        // What the trainer logs: over the global batch (means of the ranks' means; the
+        // probabilities' std is the mean of the ranks' stds).
+        let report = { (x: ValueID) in c.ranks > 1 ? b.apply(.allReduce(.mean), [x]) : x }
+        if c.ranks > 1 { b.output("reported_loss", report(f.loss)) }
+        b.output("secret_loss", report(f.secretLoss))
+        b.output("image_loss", report(f.imageLoss))
+        b.output("yuv_loss", report(f.yuvLoss))
+        b.output("perceptual_loss", report(f.perceptualLoss))
+        b.output("G_loss", report(f.gLoss))
+        b.output("bit_accuracy", report(f.bitAccuracy))
+        b.output("string_accuracy", report(f.stringAccuracy))
+        b.output("mse", report(f.mse))
+        b.output("probability_std", report(f.probabilityStd))
         let g = try b.finish()
         return try Optimizers.trainingStep(g, loss: "loss", parameters: StegaStampNetworks.trainableParameters(g, trainSTN: c.trainSTN),
-                                           optimizer: .adam(AdamConfig()))
+                                           optimizer: .adam(AdamConfig()), bucketBytes: c.ranks > 1 ? c.bucketBytes : nil)
     }
 
     /// The train step of the `train_step` fixture: encoder -> (image + residual) -> decoder, no
@@ -198,8 +219,10 @@ public enum StegaStampGraphs {
         let b = GraphBuilder(name: "stegastamp_critic_step")
         let f = forward(b, c)
         b.output("D_loss", f.dLoss)
+        if c.ranks > 1 { b.output("reported_D_loss", b.apply(.allReduce(.mean), [f.dLoss])) }
         let g = try b.finish()
         let criticParams = g.parameters.map { g[$0].name }.filter { $0.hasPrefix("critic.") }
-        return try Optimizers.trainingStep(g, loss: "D_loss", parameters: criticParams, optimizer: .rmsprop(RMSPropConfig()))
+        return try Optimizers.trainingStep(g, loss: "D_loss", parameters: criticParams, optimizer: .rmsprop(RMSPropConfig()),
+                                           bucketBytes: c.ranks > 1 ? c.bucketBytes : nil)
     }
 }

@@ -13,6 +13,11 @@ public struct TransformConfig: Sendable, Equatable {
     public var jpegQuality: Float = 50, jpegQualityRamp: Float = 1000
     public var blur = true
     public var jpeg = true
+    /// Data-parallel training: this graph's batch is examples batchOffset ..< batchOffset + batch
+    /// of a global batch of `globalBatch`; per-example draws are made for the global batch and
+    /// sliced, so every example gets the draw a single process would give it.
+    public var globalBatch: Int? = nil
+    public var batchOffset = 0
     public init() {}
 }
 
@@ -27,9 +32,20 @@ public enum TransformNet {
         b.binary(.minimum, b.div(step, r), b.constant(1))
     }
 
-    /// A uniform draw in [lo, hi) of the given shape, keyed by `key`.
-    static func uniform(_ b: GraphBuilder, _ seed: ValueID, _ key: Int, _ shape: [Int] = [], lo: ValueID, hi: ValueID) -> ValueID {
-        let u = b.apply(.randomUniform(shape: shape, key: key), [seed])
+    /// A draw of one value per example (shape [batch, ...]); see `globalBatch`.
+    static func perExample(_ b: GraphBuilder, _ seed: ValueID, _ key: Int, _ shape: [Int], normal: Bool, _ c: TransformConfig) -> ValueID {
+        let n = shape[0]
+        let total = c.globalBatch ?? n
+        var full = shape
+        full[0] = total
+        let draw = b.apply(normal ? .randomNormal(shape: full, key: key) : .randomUniform(shape: full, key: key), [seed])
+        if total == n { return draw }
+        return b.slice(draw, begin: [c.batchOffset] + [Int](repeating: 0, count: shape.count - 1), end: [c.batchOffset + n] + shape.dropFirst())
+    }
+
+    /// A uniform draw in [lo, hi) per example, keyed by `key`.
+    static func uniform(_ b: GraphBuilder, _ seed: ValueID, _ key: Int, _ shape: [Int], lo: ValueID, hi: ValueID, _ c: TransformConfig) -> ValueID {
+        let u = perExample(b, seed, key, shape, normal: false, c)
         return b.add(lo, b.mul(u, b.sub(hi, lo)))
     }
 
@@ -67,17 +83,17 @@ public enum TransformNet {
         if c.blur { x = b.conv2dSame(x, randomBlurKernel(b, seed: seed), stride: 1) }
 
         let noiseStd = b.mul(b.mul(b.apply(.randomUniform(shape: [], key: 110), [seed]), ramp(b, step, c.rndNoiseRamp)), c.rndNoise)
-        x = clip(b, b.add(x, b.mul(b.apply(.randomNormal(shape: s, key: 111), [seed]), noiseStd)), 0, 1)
+        x = clip(b, b.add(x, b.mul(perExample(b, seed, 111, s, normal: true, c), noiseStd)), 0, 1)
 
         let r = ramp(b, step, c.contrastRamp)
         let low = b.sub(b.constant(1), b.mul(r, 1 - c.contrastLow))
         let high = b.add(b.constant(1), b.mul(r, c.contrastHigh - 1))
-        x = b.mul(x, uniform(b, seed, 112, [n, 1, 1, 1], lo: low, hi: high))
+        x = b.mul(x, uniform(b, seed, 112, [n, 1, 1, 1], lo: low, hi: high, c))
 
         let bri = b.mul(ramp(b, step, c.rndBriRamp), c.rndBri)
         let hue = b.mul(ramp(b, step, c.rndHueRamp), c.rndHue)
-        let hueShift = uniform(b, seed, 113, [n, 1, 1, 3], lo: b.neg(hue), hi: hue)
-        let brightness = uniform(b, seed, 114, [n, 1, 1, 1], lo: b.neg(bri), hi: bri)
+        let hueShift = uniform(b, seed, 113, [n, 1, 1, 3], lo: b.neg(hue), hi: hue, c)
+        let brightness = uniform(b, seed, 114, [n, 1, 1, 1], lo: b.neg(bri), hi: bri, c)
         x = clip(b, b.add(x, b.add(hueShift, brightness)), 0, 1)
 
         let sat = b.mul(b.mul(b.apply(.randomUniform(shape: [], key: 115), [seed]), ramp(b, step, c.rndSatRamp)), c.rndSat)

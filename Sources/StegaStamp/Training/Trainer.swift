@@ -1,5 +1,6 @@
 import Foundation
 import GraphIR
+import GraphKernels
 import GraphPasses
 import GraphRuntime
 
@@ -29,6 +30,12 @@ public final class Trainer {
     public var stopRequested: () -> Bool = { StopSignal.requested }
     /// TensorBoard event files (off in tests that do not read them).
     public var tensorBoard = true
+    /// Data-parallel training (`mpirun -np N stegastamp train`): the other ranks. Each rank
+    /// computes its slice of the global batch; gradients are averaged with `all_reduce`; rank 0
+    /// alone writes the run folder and logs. nil: one process.
+    public var communicator: Communicator? = nil
+    public var rank: Int { communicator?.rank ?? 0 }
+    public var ranks: Int { communicator?.size ?? 1 }
 
     public struct Summary: Sendable {
         public var firstStep, lastStep: Int
@@ -42,6 +49,8 @@ public final class Trainer {
         public var gflopPerStep: Double
         public var compileSeconds: Double
         public var lastMetrics: [String: Double]
+        /// FNV-1a of every parameter's bytes, by name (equal on every rank of a data-parallel run).
+        public var parameterChecksum: UInt64
     }
 
     public var checkpointPath: String { path("checkpoint.safetensors") }
@@ -72,12 +81,24 @@ public final class Trainer {
     /// Runs (or, with `resume`, continues) the run up to `config.steps`.
     public func run(resume: Bool) throws -> Summary {
         let fm = FileManager.default
-        do { try fm.createDirectory(atPath: runDirectory, withIntermediateDirectories: true) } catch {
-            throw TrainingError("\(runDirectory): cannot create the run folder (\(error.localizedDescription))")
+        let isRoot = rank == 0
+        if !isRoot {
+            log = { @Sendable _ in }
+            alarmLog = { @Sendable _ in }
+            progressBar = false
         }
+        if isRoot {
+            do { try fm.createDirectory(atPath: runDirectory, withIntermediateDirectories: true) } catch {
+                throw TrainingError("\(runDirectory): cannot create the run folder (\(error.localizedDescription))")
+            }
+        }
+        var options = self.options
+        options.ranks = ranks
+        if let communicator { Collectives.communicator = communicator }
+        let localBatch = config.batch / max(ranks, 1), offset = rank * localBatch
         var store = ParameterStore()
         var start = 0
-        if resume {
+        if resume && isRoot {
             let ck = try RunCheckpoint.read(path: checkpointPath)
             let mismatches = config.identityMismatches(ck.config)
             guard mismatches.isEmpty else {
@@ -90,14 +111,15 @@ public final class Trainer {
             store = ck.parameters
             start = ck.step
             log("resuming \(runDirectory) from step \(start) (\(checkpointPath))")
-        } else if fm.fileExists(atPath: checkpointPath) {
+        } else if fm.fileExists(atPath: checkpointPath) && isRoot && !resume {
             throw TrainingError("\(runDirectory) already holds a run (\(checkpointPath)): pass --resume to continue it, or choose another --run")
         }
-        try Self.writeAtomically(config.json() + "\n", to: path("config.json"))
+        if isRoot { try Self.writeAtomically(config.json() + "\n", to: path("config.json")) }
+        if ranks > 1 { log("data-parallel run: \(ranks) ranks, \(localBatch) examples each of the global batch \(config.batch)") }
 
         // Compile once per run, explicitly.
         let t0 = Date()
-        let graphs = try TrainingGraphSet(config)
+        let graphs = try TrainingGraphSet(config, ranks: ranks, rank: rank)
         let generator = try Compiler.compile(graphs.generator, for: Signature.of(graphs.generator), options: options)
         log(String(format: "compiled the generator step: %d ops, %.1f GFLOP per step, %.1f s", PassManager.opCount(generator.graph),
                    Double(generator.graph.flops) / 1e9, Date().timeIntervalSince(t0)))
@@ -108,14 +130,16 @@ public final class Trainer {
                        Double(critic.graph.flops) / 1e9, Date().timeIntervalSince(t1)))
         }
         let t2 = Date()
-        let evaluation = try TrainingEvaluation(config: config, files: evalFiles, graphs: graphs, options: options, log: log)
+        var evalOptions = options
+        evalOptions.ranks = 1
+        let evaluation = isRoot ? try TrainingEvaluation(config: config, files: evalFiles, graphs: graphs, options: evalOptions, log: log) : nil
         log(String(format: "compiled the evaluation graphs (encoder, decoder, damage, SSIM) for %d held-out crops of %d photos, %.1f s",
                    (config.evalImages + config.batch - 1) / config.batch * config.batch, evalFiles.count, Date().timeIntervalSince(t2)))
         let compileSeconds = Date().timeIntervalSince(t0)
 
         // Parameters: the checkpoint's must be complete and of the right shapes; a fresh run initialises.
         for g in [graphs.generator] + (graphs.critic.map { [$0] } ?? []) {
-            if resume {
+            if resume && isRoot {
                 for id in g.parameters {
                     let v = g[id]
                     guard let t = store[v.name] else { throw TrainingError("\(checkpointPath): the checkpoint lacks '\(v.name)'") }
@@ -127,13 +151,24 @@ public final class Trainer {
                 store.initializeMissing(for: g)
             }
         }
+        if let communicator, ranks > 1 {
+            // Every rank starts from rank 0's parameters and step (its checkpoint when resuming).
+            var s = [Float(start)]
+            try s.withUnsafeMutableBufferPointer { try communicator.broadcast($0.baseAddress!, count: 1, root: 0) }
+            start = Int(s[0])
+            for name in store.values.keys.sorted() {
+                var t = store[name]!
+                try t.scalars.withUnsafeMutableBufferPointer { try communicator.broadcast($0.baseAddress!, count: $0.count, root: 0) }
+                store[name] = t
+            }
+        }
 
         let logCopy = log
         let stream = try PhotoStream(files: trainFiles, size: config.size, seed: config.seed, cropScaleMin: config.cropScaleMin,
                                      textureThreshold: config.textureThreshold, log: logCopy)
-        let metrics = try JSONLines(path: path("metrics.jsonl"), keepingStepsUpTo: start)
-        let evals = try JSONLines(path: path("eval.jsonl"), keepingStepsUpTo: start)
-        let board = tensorBoard ? try TensorBoardWriter(directory: runDirectory, resumingAt: resume ? start + 1 : nil) : nil
+        let metrics = isRoot ? try JSONLines(path: path("metrics.jsonl"), keepingStepsUpTo: start) : nil
+        let evals = isRoot ? try JSONLines(path: path("eval.jsonl"), keepingStepsUpTo: start) : nil
+        let board = tensorBoard && isRoot ? try TensorBoardWriter(directory: runDirectory, resumingAt: resume ? start + 1 : nil) : nil
         let schedule = Schedule(config)
         var alarm = TrainingAlarm(window: config.alarmSteps)
         var window = MetricWindow()
@@ -150,10 +185,13 @@ public final class Trainer {
         while step < config.steps {
             let stepStart = Date()
             let v = schedule.values(at: step)
+            // This rank's examples offset ..< offset + localBatch of the global batch (all of it in one process).
+            let perspective = StepRandom.perspective(seed: config.seed, step: step, size: config.size, bound: v.rndTransBound, batch: config.batch)
             let feeds: [String: Tensor] = [
-                "secret": StepRandom.secrets(seed: config.seed, step: step, bits: config.bits, count: config.batch, randomShare: v.randomBitShare),
-                "image": try stream.batch(step: step, count: config.batch),
-                "M": StepRandom.perspective(seed: config.seed, step: step, size: config.size, bound: v.rndTransBound, batch: config.batch),
+                "secret": StepRandom.secrets(seed: config.seed, step: step, bits: config.bits, offset: offset, count: localBatch,
+                                             randomShare: v.randomBitShare),
+                "image": try stream.batch(step: step, offset: offset, count: localBatch),
+                "M": ranks == 1 ? perspective : Tensor(shape: [localBatch, 2, 8], scalars: Array(perspective.scalars[(offset * 16)..<((offset + localBatch) * 16)])),
                 "seed": Tensor(StepRandom.graphSeed(seed: config.seed, step: step)),
                 "augmentation_step": Tensor(v.augmentationStep),
                 "step": Tensor(Float(step + 1)),
@@ -167,26 +205,36 @@ public final class Trainer {
             if let critic, !v.secretOnly {
                 var f = feeds
                 f["learning_rate"] = Tensor(config.criticLearningRate)
-                dLoss = try critic.run(feeding: f, parameters: &store)["D_loss"]!.scalar
+                let o = try critic.run(feeding: f, parameters: &store)
+                dLoss = (o["reported_D_loss"] ?? o["D_loss"]!).scalar
             }
             let compiled = Date().timeIntervalSince(c0)
             step += 1
-            let loss = out["loss"]!.scalar
+            let loss = (out["reported_loss"] ?? out["loss"]!).scalar
             guard loss.isFinite else {
                 throw TrainingError("the loss became \(loss) at step \(step); nothing was written after the last checkpoint "
                                     + "(\(checkpointPath)). Try a lower --learning-rate or another --seed.")
             }
-            window.add(out, dLoss: dLoss)
+            var reported = out
+            if let r = out["reported_loss"] { reported["loss"] = r }
+            window.add(reported, dLoss: dLoss)
             for kind in alarm.observe(step: step, secretLoss: out["secret_loss"]!.scalar, bitAccuracy: out["bit_accuracy"]!.scalar,
                                       probabilityStd: out["probability_std"]?.scalar) {
                 let text = TrainingAlarm.message(kind, step: step, window: config.alarmSteps)
                 if progressBar { log("") }
                 alarmLog(text)
-                try? Self.writeAtomically(text + "\n", to: path("ALARM.txt"))
+                if isRoot { try? Self.writeAtomically(text + "\n", to: path("ALARM.txt")) }
                 window.alarms.append(kind.rawValue)
             }
 
-            let stop = stopRequested()
+            var stop = stopRequested()
+            if let communicator, ranks > 1 {
+                // A signal reaches the ranks at different steps: they stop together, at the first
+                // step any of them saw it.
+                var flag: [Float] = [stop ? 1 : 0]
+                try flag.withUnsafeMutableBufferPointer { try communicator.allReduce($0.baseAddress!, count: 1, op: .sum) }
+                stop = flag[0] > 0
+            }
             if step % config.logEvery == 0 || step == config.steps || stop {
                 let elapsed = Date().timeIntervalSince(windowStart)
                 var m = window.means()
@@ -198,7 +246,7 @@ public final class Trainer {
                     m[k] = Double(x)
                 }
                 lastMetrics = m
-                try metrics.append(step: step, m, strings: ["alarms": window.alarms])
+                try metrics?.append(step: step, m, strings: ["alarms": window.alarms])
                 try board?.scalars(m.sorted { $0.key < $1.key }.map { (Self.boardTag($0.key), $0.value) }, step: step)
                 report(step: step, m)
                 window = MetricWindow()
@@ -211,7 +259,7 @@ public final class Trainer {
             compiledSeconds += compiled
             loopSteps += 1
 
-            if step % config.evalEvery == 0 || step == config.steps {
+            if let evaluation, let metrics, let evals, step % config.evalEvery == 0 || step == config.steps {
                 let e0 = Date()
                 let (r, samples) = try evaluation.run(step: step, parameters: store)
                 lastEval = r
@@ -230,7 +278,7 @@ public final class Trainer {
                            r.bitAccuracy, 100 * r.decodedRate, r.psnr, r.ssim, r.jpegBitAccuracy, 100 * r.jpegDecodedRate))
                 windowStart = windowStart.addingTimeInterval(Date().timeIntervalSince(e0))
             }
-            if step % config.checkpointEvery == 0 || step == config.steps || stop {
+            if isRoot, step % config.checkpointEvery == 0 || step == config.steps || stop {
                 let k0 = Date()
                 try RunCheckpoint(step: step, config: config, parameters: store, unreadablePhotos: stream.unreadableCount).write(path: checkpointPath)
                 board?.flush()
@@ -245,12 +293,18 @@ public final class Trainer {
         }
         stream.drain()
         if progressBar, !interrupted, loopSteps > 0 { log("") }
-        if lastEval == nil, start >= config.steps { lastEval = try evaluation.run(step: start, parameters: store).0 }
-        if loopSteps > 0 { try writePlots(metrics: metrics, evals: evals) }
+        if lastEval == nil, start >= config.steps { lastEval = try evaluation?.run(step: start, parameters: store).0 }
+        if loopSteps > 0, let metrics, let evals { try writePlots(metrics: metrics, evals: evals) }
+        var checksum: UInt64 = 0xcbf29ce484222325
+        for name in store.values.keys.sorted() {
+            for byte in name.utf8 { checksum = (checksum ^ UInt64(byte)) &* 0x100000001b3 }
+            store[name]!.scalars.withUnsafeBytes { for byte in $0 { checksum = (checksum ^ UInt64(byte)) &* 0x100000001b3 } }
+        }
         return Summary(firstStep: start, lastStep: step, interrupted: interrupted, lastEvaluation: lastEval, alarms: alarm.fired,
                        secondsPerStep: loopSteps > 0 ? loopSeconds / Double(loopSteps) : 0,
                        hostShare: loopSeconds > 0 ? (loopSeconds - compiledSeconds) / loopSeconds : 0,
-                       gflopPerStep: flopPerStep / 1e9, compileSeconds: compileSeconds, lastMetrics: lastMetrics)
+                       gflopPerStep: flopPerStep / 1e9, compileSeconds: compileSeconds, lastMetrics: lastMetrics,
+                       parameterChecksum: checksum)
     }
 
     static func boardTag(_ key: String) -> String {

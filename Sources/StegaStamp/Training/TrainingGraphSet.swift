@@ -14,20 +14,27 @@ public struct TrainingGraphSet {
     /// image, seed, step -> transformed (the damage the decoder trains against).
     public var damage: Graph
 
-    public init(_ c: TrainingConfig) throws {
+    /// With `ranks` > 1 the two steps are this rank's part of a data-parallel step (its slice of
+    /// the batch, gradients averaged over the ranks); the evaluation graphs stay at the full batch.
+    public init(_ c: TrainingConfig, ranks: Int = 1, rank: Int = 0) throws {
         let n = c.batch, s = c.size
+        guard ranks >= 1, c.batch % ranks == 0 else {
+            throw TrainingError("--batch \(c.batch) is the global batch and must divide evenly over the \(ranks) ranks")
+        }
         encoder = try c.networks.encoder(batch: n)
         decoder = try c.networks.decoder(batch: n)
         let b = GraphBuilder(name: "train_damage")
         let image = b.input("image", [n, s, s, 3]), seed = b.input("seed", []), step = b.input("step", [])
         switch c.architecture {
         case .stegastamp:
-            let m = c.model
+            var m = c.model
+            (m.batch, m.ranks, m.rank) = (c.batch / ranks, ranks, rank)
             try m.validate()
             generator = try StegaStampGraphs.generatorStep(m)
             critic = c.gan ? try StegaStampGraphs.criticStep(m) : nil
             b.output("transformed", TransformNet.apply(b, image, seed: seed, step: step, config: m.transform))
         case .small:
+            guard ranks == 1 else { throw TrainingError("data-parallel training runs the stegastamp architecture; the small model trains in one process") }
             let m = c.smallModel
             try m.validate()
             generator = try SmallModel.trainingStep(m)
