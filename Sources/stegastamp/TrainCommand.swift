@@ -144,6 +144,8 @@ struct TrainCommand: ParsableCommand {
         }
         if !s.alarms.isEmpty { print("alarms: " + s.alarms.map { "\($0.kind.rawValue) at step \($0.step)" }.joined(separator: ", ")) }
         if let mpi {
+            print(String(format: "data-parallel: %d ranks, %.1f MB all-reduced per step, %.1f %% of the step loop in collectives (rank 0)",
+                         mpi.size, s.bytesReducedPerStep / 1e6, 100 * s.communicationShare))
             FileHandle.standardError.write("rank \(mpi.rank): parameters checksum \(String(s.parameterChecksum, radix: 16))\n".data(using: .utf8)!)
         }
         if s.interrupted { throw ExitCode(130) }

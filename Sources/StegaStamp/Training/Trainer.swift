@@ -51,6 +51,10 @@ public final class Trainer {
         public var lastMetrics: [String: Double]
         /// FNV-1a of every parameter's bytes, by name (equal on every rank of a data-parallel run).
         public var parameterChecksum: UInt64
+        /// Data-parallel runs: bytes all-reduced per step and the share of the step loop spent
+        /// inside collectives (waiting for the slowest rank included).
+        public var bytesReducedPerStep: Double
+        public var communicationShare: Double
     }
 
     public var checkpointPath: String { path("checkpoint.safetensors") }
@@ -181,6 +185,7 @@ public final class Trainer {
         var windowCompiled = 0.0
 
         if start >= config.steps { log("the run is already at step \(start) of \(config.steps): nothing to train") }
+        let reduced0 = Collectives.bytesReduced, reducing0 = Collectives.secondsReducing
         var step = start
         while step < config.steps {
             let stepStart = Date()
@@ -304,7 +309,9 @@ public final class Trainer {
                        secondsPerStep: loopSteps > 0 ? loopSeconds / Double(loopSteps) : 0,
                        hostShare: loopSeconds > 0 ? (loopSeconds - compiledSeconds) / loopSeconds : 0,
                        gflopPerStep: flopPerStep / 1e9, compileSeconds: compileSeconds, lastMetrics: lastMetrics,
-                       parameterChecksum: checksum)
+                       parameterChecksum: checksum,
+                       bytesReducedPerStep: loopSteps > 0 ? Double(Collectives.bytesReduced - reduced0) / Double(loopSteps) : 0,
+                       communicationShare: loopSeconds > 0 ? (Collectives.secondsReducing - reducing0) / loopSeconds : 0)
     }
 
     static func boardTag(_ key: String) -> String {
