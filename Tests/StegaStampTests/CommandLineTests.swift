@@ -362,38 +362,42 @@ final class CommandLineTests: XCTestCase {
         // The 2-rank checkpoint resumes in one process.
         let resumed = try run(common.map { $0 == "20" ? "24" : $0 } + ["--run", two, "--resume"], expect: 0).out
         XCTAssertTrue(resumed.contains("resuming \(two) from step 20"), resumed)
-        // A rank that hangs: the other stops the run after --collective-timeout.
-        let hang = tmp.appendingPathComponent("hang").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: mpirun)
-        p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", binary.path] + common.map { $0 == "20" ? "100000" : $0 }
-            + ["--run", hang, "--threads", "1", "--collective-timeout", "5", "--checkpoint-every", "2"]
-        let err = Pipe()
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = err
-        try p.run()
-        let deadline = Date().addingTimeInterval(300)
-        while (try? RunCheckpoint.read(path: hang + "/checkpoint.safetensors")) == nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
-        // Rank 1 is the second stegastamp process mpirun started.
-        let ps = Process()
-        ps.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
-        ps.arguments = ["-f", "--", "--run \(hang)"]
-        let out = Pipe()
-        ps.standardOutput = out
-        try ps.run()
-        ps.waitUntilExit()
-        let pids = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").compactMap { Int32($0) }
-            .filter { $0 != p.processIdentifier }.sorted()
-        XCTAssertEqual(pids.count, 2, "\(pids)")
-        let stoppedAt = Date()
-        kill(pids.last!, SIGSTOP)
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: e, as: UTF8.self)
-        XCTAssertNotEqual(p.terminationStatus, 0)
-        XCTAssertLessThan(Date().timeIntervalSince(stoppedAt), 60, "the run should stop within seconds of the timeout")
-        XCTAssertTrue(text.contains("died or hangs"), text)
-        XCTAssertNoThrow(try RunCheckpoint.read(path: hang + "/checkpoint.safetensors"), "the last checkpoint stays intact")
-        for pid in pids { kill(pid, SIGKILL) }
+        // A rank that hangs (SIGSTOP): the other stops the run after --collective-timeout. A rank
+        // that dies (SIGKILL): mpirun ends the job. Neither hangs; the last checkpoint stays intact.
+        for (name, signal) in [("hang", SIGSTOP), ("die", SIGKILL)] {
+            let dir = tmp.appendingPathComponent(name).path
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: mpirun)
+            p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", binary.path] + common.map { $0 == "20" ? "100000" : $0 }
+                + ["--run", dir, "--threads", "1", "--collective-timeout", "5", "--checkpoint-every", "2"]
+            let err = Pipe()
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = err
+            try p.run()
+            let deadline = Date().addingTimeInterval(300)
+            while (try? RunCheckpoint.read(path: dir + "/checkpoint.safetensors")) == nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+            // The ranks are the two stegastamp processes mpirun started; rank 1 the later one.
+            let ps = Process()
+            ps.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+            ps.arguments = ["-f", "--", "--run \(dir) "]
+            let out = Pipe()
+            ps.standardOutput = out
+            try ps.run()
+            ps.waitUntilExit()
+            let pids = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").compactMap { Int32($0) }
+                .filter { $0 != p.processIdentifier }.sorted()
+            XCTAssertEqual(pids.count, 2, "\(name): \(pids)")
+            guard let victim = pids.last else { p.terminate(); continue }
+            let hit = Date()
+            kill(victim, signal)
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            let text = String(decoding: e, as: UTF8.self)
+            XCTAssertNotEqual(p.terminationStatus, 0, name)
+            XCTAssertLessThan(Date().timeIntervalSince(hit), 60, "\(name): the run should stop within seconds")
+            XCTAssertTrue(text.contains(signal == SIGSTOP ? "died or hangs" : "exited on signal 9"), "\(name): \(text)")
+            XCTAssertNoThrow(try RunCheckpoint.read(path: dir + "/checkpoint.safetensors"), "\(name): the last checkpoint stays intact")
+            for pid in pids { kill(pid, SIGKILL) }
+        }
     }
 }
