@@ -1,5 +1,5 @@
 /// Every operation of the IR, with its attributes. This enum is the op registry: the text name,
-/// the attributes and the fusion class live here; the shape rule in `ShapeRules.swift`; the
+/// the attributes live here; the shape rule in `ShapeRules.swift`; the
 /// reference kernel in GraphRuntime's `Interpreter`; the gradient in GraphAutodiff's `GradientRules`.
 /// Each of those is an exhaustive `switch`, so adding a case makes the compiler list every place
 /// that must handle it.
@@ -133,11 +133,6 @@ public struct ConvAttributes: Hashable, Sendable {
     }
 }
 
-/// How ops may later be fused (issue: optimising compiler).
-public enum FusionClass: Sendable {
-    case elementwise, broadcast, reduce, opaque
-}
-
 /// An attribute value as written in the text format.
 public enum AttributeValue: Hashable, Sendable, CustomStringConvertible {
     case int(Int)
@@ -217,15 +212,6 @@ extension Op {
             return 3
         case .concat, .fused:
             return nil
-        }
-    }
-
-    public var fusionClass: FusionClass {
-        switch self {
-        case .unary, .binary, .select: return .elementwise
-        case .broadcast, .reshape: return .broadcast
-        case .reduce: return .reduce
-        default: return .opaque
         }
     }
 
