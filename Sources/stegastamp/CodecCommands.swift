@@ -19,12 +19,17 @@ func imagePaths(_ path: String) throws -> (files: [String], isDirectory: Bool) {
 /// The model a codec command uses: `--model`, else the shipped one.
 func loadModel(_ path: String?, backend: Backend) throws -> WatermarkModel {
     do {
-        let m = try WatermarkModel(path: try path ?? ShippedModel.path())
+        let m = try WatermarkModel(path: try path ?? shippedModelPath())
         m.backend = backend
         return m
     } catch {
         throw CLIError("\(error)")
     }
+}
+
+/// The shipped model, or the one `$STEGASTAMP_MODEL` names.
+func shippedModelPath() throws -> String {
+    try ShippedModel.path(override: ProcessInfo.processInfo.environment[ShippedModel.environmentVariable])
 }
 
 /// `--strength`: a positive number, or `auto`.

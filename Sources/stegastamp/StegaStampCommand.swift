@@ -412,7 +412,7 @@ struct Demo: ParsableCommand {
         print("\n== 2. A message in a real photo")
         let evalDir = URL(fileURLWithPath: photos).appendingPathComponent("eval").path
         var model = self.model ?? smallModel
-        if self.model == nil, let shipped = try? ShippedModel.path() {
+        if self.model == nil, let shipped = try? shippedModelPath() {
             model = shipped
             print("using the shipped model \(shipped)")
         } else if !fm.fileExists(atPath: model) {

@@ -4,13 +4,15 @@ import Foundation
 /// `--model` is given.
 public enum ShippedModel {
     public static let relativePath = "Models/stegastamp.safetensors"
-    /// Overrides where the shipped model is looked for.
+    /// The variable the command line reads to override where the shipped model is looked for
+    /// (the library itself reads no environment).
     public static let environmentVariable = "STEGASTAMP_MODEL"
 
-    /// Where the shipped model is: `$STEGASTAMP_MODEL`, else `Models/` in a folder above the running
-    /// executable (a build inside the checkout), else in the checkout this library was built from.
-    public static func path() throws -> String {
-        if let p = ProcessInfo.processInfo.environment[environmentVariable], !p.isEmpty {
+    /// Where the shipped model is: `override` (the command line passes `$STEGASTAMP_MODEL`), else
+    /// `Models/` in a folder above the running executable (a build inside the checkout), else in
+    /// the checkout this library was built from.
+    public static func path(override: String? = nil) throws -> String {
+        if let p = override, !p.isEmpty {
             guard FileManager.default.fileExists(atPath: p) else { throw ModelError("\(environmentVariable)=\(p): no such file") }
             return p
         }
