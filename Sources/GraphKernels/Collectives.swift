@@ -11,6 +11,13 @@ public protocol Communicator: AnyObject, Sendable {
     func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, op: AllReduceOp) throws
     /// Root's buffer to every rank, in place.
     func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws
+    /// The next collective may legitimately wait longer (rank 0 compiles its evaluation graphs,
+    /// evaluates or writes a checkpoint while the others wait): a watchdog allows `seconds` more.
+    func allowDelay(seconds: Double)
+}
+
+extension Communicator {
+    public func allowDelay(seconds: Double) {}
 }
 
 public enum Collectives {

@@ -14,6 +14,9 @@ final class MPICommunicator: Communicator, @unchecked Sendable {
     private let lock = NSLock()
     private var waitingSince: Date?
     private var waitingFor = ""
+    /// Extra seconds the next collective may wait (`allowDelay`).
+    private var grace = 0.0
+    private var currentGrace = 0.0
 
     /// Whether this process was started by mpirun with more than one rank (Open MPI's variables).
     static var launchedRanks: Int? {
@@ -39,11 +42,11 @@ final class MPICommunicator: Communicator, @unchecked Sendable {
         while true {
             Thread.sleep(forTimeInterval: 0.5)
             lock.lock()
-            let since = waitingSince, what = waitingFor
+            let since = waitingSince, what = waitingFor, limit = timeout + currentGrace
             lock.unlock()
-            if let since, Date().timeIntervalSince(since) > timeout {
+            if let since, Date().timeIntervalSince(since) > limit {
                 let text = String(format: "stegastamp: error: rank %d of %d waited %.0f s in %@ for the other ranks: one of them died or hangs; "
-                                  + "stopping the run (the last checkpoint is intact: continue with --resume)\n", rank, size, timeout, what)
+                                  + "stopping the run (the last checkpoint is intact: continue with --resume)\n", rank, size, limit, what)
                 FileHandle.standardError.write(text.data(using: .utf8)!)
                 MPI_Abort(stegastamp_mpi_world(), 70)
                 exit(70)
@@ -54,6 +57,13 @@ final class MPICommunicator: Communicator, @unchecked Sendable {
     private func waiting(_ what: String?) {
         lock.lock()
         (waitingSince, waitingFor) = what.map { (Date(), $0) } ?? (nil, "")
+        if what != nil { (currentGrace, grace) = (grace, 0) }
+        lock.unlock()
+    }
+
+    func allowDelay(seconds: Double) {
+        lock.lock()
+        grace = max(grace, seconds)
         lock.unlock()
     }
 

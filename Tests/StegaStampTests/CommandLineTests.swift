@@ -375,7 +375,13 @@ final class CommandLineTests: XCTestCase {
             p.standardError = err
             try p.run()
             let deadline = Date().addingTimeInterval(300)
-            while (try? RunCheckpoint.read(path: dir + "/checkpoint.safetensors")) == nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+            while (try? RunCheckpoint.read(path: dir + "/checkpoint.safetensors")) == nil && p.isRunning && Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            guard p.isRunning else {
+                XCTFail("\(name): the 2-rank run ended before its first checkpoint: " + String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+                continue
+            }
             // The ranks are the two stegastamp processes mpirun started; rank 1 the later one.
             let ps = Process()
             ps.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")

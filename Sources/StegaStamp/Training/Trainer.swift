@@ -157,6 +157,9 @@ public final class Trainer {
         }
         if let communicator, ranks > 1 {
             // Every rank starts from rank 0's parameters and step (its checkpoint when resuming).
+            // Ranks reach this point after compiling different graphs (rank 0 also compiles the
+            // evaluation): the first collective may wait long.
+            communicator.allowDelay(seconds: 600)
             var s = [Float(start)]
             try s.withUnsafeMutableBufferPointer { try communicator.broadcast($0.baseAddress!, count: 1, root: 0) }
             start = Int(s[0])
@@ -283,6 +286,9 @@ public final class Trainer {
                            r.bitAccuracy, 100 * r.decodedRate, r.psnr, r.ssim, r.jpegBitAccuracy, 100 * r.jpegDecodedRate))
                 windowStart = windowStart.addingTimeInterval(Date().timeIntervalSince(e0))
             }
+            // Rank 0 evaluates while the others wait in the next step's first collective: every
+            // rank knows when, and allows for it (a checkpoint write must fit the timeout).
+            if ranks > 1, step % config.evalEvery == 0 { communicator?.allowDelay(seconds: 600) }
             if isRoot, step % config.checkpointEvery == 0 || step == config.steps || stop {
                 let k0 = Date()
                 try RunCheckpoint(step: step, config: config, parameters: store, unreadablePhotos: stream.unreadableCount).write(path: checkpointPath)
