@@ -89,7 +89,11 @@ public enum Plots {
         public var series: [Series]
         /// The x axis's unit, written after its largest value.
         public var xLabel: String
-        public init(_ title: String, _ series: [Series], xLabel: String = "step") { self.title = title; self.series = series; self.xLabel = xLabel }
+        /// A logarithmic y axis (positive values only), for losses spanning decades.
+        public var logY: Bool
+        public init(_ title: String, _ series: [Series], xLabel: String = "step", logY: Bool = false) {
+            self.title = title; self.series = series; self.xLabel = xLabel; self.logY = logY
+        }
     }
 
     static let colours: [(Float, Float, Float)] = [(0.12, 0.47, 0.71), (0.84, 0.15, 0.16), (0.17, 0.63, 0.17), (1.0, 0.5, 0.05), (0.58, 0.4, 0.74)]
@@ -110,7 +114,9 @@ public enum Plots {
             let ox = (k % columns) * pw, oy = (k / columns) * ph
             let left = ox + 70, top = oy + 30, w = pw - 90, h = ph - 70
             c.text(p.title, x: ox + 10, y: oy + 8)
-            let all = p.series.flatMap(\.points).filter { $0.1.isFinite }
+            func y(_ v: Double) -> Double { p.logY ? log10(max(v, 1e-12)) : v }
+            func shown(_ v: Double) -> Double { p.logY ? pow(10, v) : v }
+            let all = p.series.flatMap(\.points).filter { $0.1.isFinite && (!p.logY || $0.1 > 0) }.map { ($0.0, y($0.1)) }
             c.rect(left, top, w, 1, (0.6, 0.6, 0.6)); c.rect(left, top + h, w, 1, (0.6, 0.6, 0.6))
             c.rect(left, top, 1, h, (0.6, 0.6, 0.6)); c.rect(left + w, top, 1, h + 1, (0.6, 0.6, 0.6))
             guard !all.isEmpty else { continue }
@@ -118,17 +124,18 @@ public enum Plots {
             var y0 = all.map(\.1).min()!, y1 = all.map(\.1).max()!
             if y1 - y0 < 1e-9 { y0 -= 0.5; y1 += 0.5 }
             for g in 1..<4 { c.rect(left + 1, top + h * g / 4, w - 1, 1, (0.92, 0.92, 0.92)) }
-            c.text(label(y1), x: ox + 4, y: top - 4)
-            c.text(label((y0 + y1) / 2), x: ox + 4, y: top + h / 2 - 4)
-            c.text(label(y0), x: ox + 4, y: top + h - 6)
+            c.text(label(shown(y1)), x: ox + 4, y: top - 4)
+            c.text(label(shown((y0 + y1) / 2)), x: ox + 4, y: top + h / 2 - 4)
+            c.text(label(shown(y0)), x: ox + 4, y: top + h - 6)
             c.text(p.xLabel == "step" ? String(Int(x0)) : label(x0), x: left, y: top + h + 6)
             let xr = p.xLabel == "step" ? "step " + String(Int(x1)) : label(x1) + " " + p.xLabel
             c.text(xr, x: left + w - Canvas.textWidth(xr), y: top + h + 6)
             let legendStep = min(130, (p.series.map { Canvas.textWidth($0.name) }.max() ?? 100) + 30)
             for (si, s) in p.series.enumerated() {
                 let col = colours[si % colours.count]
-                let pts = s.points.filter { $0.1.isFinite }.map { (Double(left) + ($0.0 - x0) / (x1 - x0) * Double(w),
-                                                                     Double(top + h) - ($0.1 - y0) / (y1 - y0) * Double(h)) }
+                let pts = s.points.filter { $0.1.isFinite && (!p.logY || $0.1 > 0) }.map {
+                    (Double(left) + ($0.0 - x0) / (x1 - x0) * Double(w), Double(top + h) - (y($0.1) - y0) / (y1 - y0) * Double(h))
+                }
                 if pts.count == 1 { c.rect(Int(pts[0].0) - 2, Int(pts[0].1) - 2, 5, 5, col) }
                 for i in 1..<max(pts.count, 1) { c.line(pts[i - 1].0, pts[i - 1].1, pts[i].0, pts[i].1, col) }
                 let lx = left + 8 + legendStep * si

@@ -356,7 +356,7 @@ public final class Trainer {
             Plots.Panel("bit accuracy", [series(metrics, "bit_accuracy", "train"), series(evals, "eval_bit_accuracy", "eval"),
                                          series(evals, "eval_jpeg50_bit_accuracy", "eval jpeg50")]),
             Plots.Panel("psnr (db)", [series(metrics, "psnr", "train"), series(evals, "eval_psnr", "eval")]),
-            Plots.Panel("image losses", [series(metrics, "image_loss", "l2 yuv"), series(metrics, "perceptual_loss", "perceptual")]),
+            Plots.Panel("image losses (log)", [series(metrics, "image_loss", "l2 yuv"), series(metrics, "perceptual_loss", "perceptual")], logY: true),
             Plots.Panel("critic", [series(metrics, "g_loss", "g loss"), series(metrics, "d_loss", "d loss")]),
             Plots.Panel("decoded messages (eval)", [series(evals, "eval_decoded_rate", "clean"), series(evals, "eval_jpeg50_decoded_rate", "jpeg50")]),
         ]
