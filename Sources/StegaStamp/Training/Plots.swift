@@ -112,7 +112,11 @@ public enum Plots {
         var c = Canvas(width: pw * columns, height: ph * max(rows, 1))
         for (k, p) in panels.enumerated() {
             let ox = (k % columns) * pw, oy = (k / columns) * ph
-            let left = ox + 70, top = oy + 30, w = pw - 90, h = ph - 70
+            let legendStep = min(130, (p.series.map { Canvas.textWidth($0.name) }.max() ?? 100) + 30)
+            // Legend entries that would leave the panel go on further rows, taken from the plot.
+            let perRow = max(1, (pw - 80) / legendStep)
+            let legendRows = max(1, (p.series.count + perRow - 1) / perRow)
+            let left = ox + 70, top = oy + 30, w = pw - 90, h = ph - 70 - 12 * (legendRows - 1)
             c.text(p.title, x: ox + 10, y: oy + 8)
             func y(_ v: Double) -> Double { p.logY ? log10(max(v, 1e-12)) : v }
             func shown(_ v: Double) -> Double { p.logY ? pow(10, v) : v }
@@ -130,7 +134,6 @@ public enum Plots {
             c.text(p.xLabel == "step" ? String(Int(x0)) : label(x0), x: left, y: top + h + 6)
             let xr = p.xLabel == "step" ? "step " + String(Int(x1)) : label(x1) + " " + p.xLabel
             c.text(xr, x: left + w - Canvas.textWidth(xr), y: top + h + 6)
-            let legendStep = min(130, (p.series.map { Canvas.textWidth($0.name) }.max() ?? 100) + 30)
             for (si, s) in p.series.enumerated() {
                 let col = colours[si % colours.count]
                 let pts = s.points.filter { $0.1.isFinite && (!p.logY || $0.1 > 0) }.map {
@@ -138,9 +141,9 @@ public enum Plots {
                 }
                 if pts.count == 1 { c.rect(Int(pts[0].0) - 2, Int(pts[0].1) - 2, 5, 5, col) }
                 for i in 1..<max(pts.count, 1) { c.line(pts[i - 1].0, pts[i - 1].1, pts[i].0, pts[i].1, col) }
-                let lx = left + 8 + legendStep * si
-                c.rect(lx, top + h + 24, 12, 6, col)
-                c.text(s.name, x: lx + 16, y: top + h + 22)
+                let lx = left + 8 + legendStep * (si % perRow), ly = top + h + 22 + 12 * (si / perRow)
+                c.rect(lx, ly + 2, 12, 6, col)
+                c.text(s.name, x: lx + 16, y: ly)
             }
         }
         return c.image
