@@ -48,7 +48,7 @@ enum StrengthSetting: ExpressibleByArgument {
 final class PhotoPipeline: @unchecked Sendable {
     let files: [String]
     private let readQueue = DispatchQueue(label: "stegastamp.read"), writeQueue = DispatchQueue(label: "stegastamp.write")
-    private var pending: (index: Int, result: Result<RGBImage, Error>, group: DispatchGroup)?
+    private var pending: (index: Int, box: ResultBox, group: DispatchGroup)?
     private var writeError: Error?
     private let lock = NSLock()
     private let writes = DispatchGroup()
@@ -64,10 +64,8 @@ final class PhotoPipeline: @unchecked Sendable {
             box.result = Result { do { return try ImageIO.read(path: files[i]) } catch { throw CLIError("\(error)") } }
             group.leave()
         }
-        pending = (i, .failure(CLIError("not read")), group)
-        pendingBox = box
+        pending = (i, box, group)
     }
-    private var pendingBox: ResultBox?
     private final class ResultBox: @unchecked Sendable { var result: Result<RGBImage, Error> = .failure(CLIError("not read")) }
 
     /// Calls body(index, image) for each file in order; the image is the body's alone (no other
@@ -76,8 +74,8 @@ final class PhotoPipeline: @unchecked Sendable {
         prefetch(0)
         while let p = pending {
             p.group.wait()
-            var img = try pendingBox!.result.get()
-            pendingBox = nil
+            var img = try p.box.result.get()
+            p.box.result = .failure(CLIError("taken"))  // the body holds the only reference
             prefetch(p.index + 1)
             try body(p.index, &img)
             try checkWrites()
@@ -100,13 +98,6 @@ final class PhotoPipeline: @unchecked Sendable {
     private func checkWrites() throws {
         lock.lock(); defer { lock.unlock() }
         if let e = writeError { throw e }
-    }
-}
-
-/// Reads images, turning I/O errors into command-line errors.
-func readImages(_ paths: [String]) throws -> [RGBImage] {
-    try paths.map { p in
-        do { return try ImageIO.read(path: p) } catch { throw CLIError("\(error)") }
     }
 }
 

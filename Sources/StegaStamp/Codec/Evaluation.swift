@@ -119,10 +119,9 @@ public enum Distortion: String, CaseIterable, Sendable {
 
     static func gaussianBlur(_ img: RGBImage, sigma: Double) -> RGBImage {
         let r = Int((3 * sigma).rounded(.up))
-        var k = (-r...r).map { Foundation.exp(-Double($0 * $0) / (2 * sigma * sigma)) }
+        let k = (-r...r).map { Foundation.exp(-Double($0 * $0) / (2 * sigma * sigma)) }
         let total = k.reduce(0, +)
         let kernel = k.map { Float($0 / total) }
-        k = []
         let (w, h) = (img.width, img.height)
         // Two passes, edges replicated.
         func pass(_ src: [Float], horizontal: Bool) -> [Float] {
