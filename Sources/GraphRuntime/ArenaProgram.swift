@@ -28,9 +28,10 @@ final class ArenaProgram: @unchecked Sendable {
     let graph: Graph
     let plan: MemoryPlan
     let options: CompileOptions
-    /// The convolution kernels the options choose (nil: im2col + sgemm).
-    let direct: DirectKernels?
     let steps: [Step]
+    /// The kernel of every step (same order), chosen at compile time, and the code that runs it.
+    let kernels: [PlannedStep]
+    let bodies: [KernelBody]
     let arena: UnsafeMutableRawPointer
     /// Pointer of every value this run (arena values fixed at init, external ones per run).
     let table: UnsafeMutablePointer<UnsafePointer<Float>?>
@@ -40,9 +41,6 @@ final class ArenaProgram: @unchecked Sendable {
     /// Storage for graph constants, copied once.
     let constants: UnsafeMutablePointer<Float>
     let jit: JITKernels?
-    /// Fused output kernels run as contraction + in-place elementwise tail, with their argument tables.
-    let epilogues: [Int: (epilogue: OutputEpilogue, contractionArgs: UnsafeMutablePointer<UnsafePointer<Float>>,
-                          tailArgs: UnsafeMutablePointer<UnsafePointer<Float>>)]
     /// Kernels' scratch memory, kept between runs.
     let workspace = Workspace()
     /// Runs share the arena: one at a time.
@@ -52,7 +50,6 @@ final class ArenaProgram: @unchecked Sendable {
         self.graph = graph
         self.plan = plan
         self.options = options
-        direct = DirectKernels(options)
         arena = UnsafeMutableRawPointer.allocate(byteCount: max(plan.arenaBytes, MemoryPlan.alignment), alignment: MemoryPlan.alignment)
         let n = graph.values.count
         table = .allocate(capacity: max(n, 1))
@@ -83,13 +80,45 @@ final class ArenaProgram: @unchecked Sendable {
             table[i] = UnsafePointer(storage + cursor)
             cursor += t.count
         }
-        var epilogues: [Int: (OutputEpilogue, UnsafeMutablePointer<UnsafePointer<Float>>, UnsafeMutablePointer<UnsafePointer<Float>>)] = [:]
+        // Fused output kernels run as contraction + in-place elementwise tail.
+        var epilogues: [Int: OutputEpilogue] = [:]
         for s in steps {
             guard case .fused(let f) = s.op, let e = OutputEpilogue(f, s) else { continue }
-            epilogues[s.value] = (e, .allocate(capacity: max(e.contraction.count, 1)), .allocate(capacity: e.tailStep.count))
+            epilogues[s.value] = e
         }
-        self.epilogues = epilogues
-        jit = options.jit ? try JITKernels(graph: graph, plan: plan, steps: steps, epilogues: epilogues.mapValues(\.0)) : nil
+        let jit = options.jit ? try JITKernels(graph: graph, plan: plan, steps: steps, epilogues: epilogues) : nil
+        self.jit = jit
+        // The kernel plan: every choice made here, once.
+        let tuner = options.tuningCache.map { KernelTuner.shared(path: $0) }
+        let planner = ConvolutionPlanner(options: options, tuner: tuner)
+        var hits = 0, measured = 0, tunedSteps = Set<Int>()
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let conv: (Step) -> ConvKernel = { s in
+            let (k, outcome) = planner.choose(s)
+            // A fused step may ask twice (as a fused convolution, then as its contraction): counted once.
+            if let outcome, tunedSteps.insert(s.value).inserted {
+                if outcome == .hit { hits += 1 } else { measured += 1 }
+            }
+            return k
+        }
+        var kernels: [PlannedStep] = [], bodies: [KernelBody] = []
+        for s in steps {
+            let (k, body) = Kernel.plan(s, jit: jit, epilogue: epilogues[s.value], conv: conv, heuristic: { planner.heuristic($0) })
+            kernels.append(PlannedStep(value: graph.values[s.value].name, op: Profile.kind(s.op), operandShapes: s.operandShapes, shape: s.shape,
+                                       kernel: k, tuned: tunedSteps.contains(s.value)))
+            bodies.append(body)
+        }
+        self.kernels = kernels
+        self.bodies = bodies
+        if let tuner, hits + measured > 0 {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            var line = "\(graph.name): \(hits + measured) convolution steps, \(hits) from \(tuner.path)"
+            if measured > 0 {
+                line += ", \(measured) measured (\(tuner.missReason()))"
+                tuner.save()
+            }
+            KernelTuner.log(line + String(format: ", %.2f s", seconds))
+        }
     }
 
     deinit {
@@ -97,7 +126,6 @@ final class ArenaProgram: @unchecked Sendable {
         table.deallocate()
         argTable.deallocate()
         constants.deallocate()
-        for e in epilogues.values { e.contractionArgs.deallocate(); e.tailArgs.deallocate() }
     }
 
     func run(_ feeds: [String: Tensor], parameters: inout ParameterStore, profile: Profile?) -> [String: Tensor] {
@@ -119,14 +147,15 @@ final class ArenaProgram: @unchecked Sendable {
         Self.withPinned(tensors) { pointers in
             for (k, i) in externals.enumerated() { table[i] = pointers[k] }
             for s in steps { for k in 0..<s.count { argTable[s.argStart + k] = table[s.operands[k]]! } }
-            for s in steps {
+            for (i, s) in steps.enumerated() {
                 let out = UnsafeMutablePointer(mutating: table[s.value]!)
+                let x = UnsafePointer(argTable + s.argStart)
                 if let profile {
                     let t = DispatchTime.now().uptimeNanoseconds
-                    let path = execute(s, out)
-                    profile.add(Profile.kind(s.op) + path.label, Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+                    bodies[i](x, out, workspace)
+                    profile.add(kernels[i].op + " [" + kernels[i].kernel.profileLabel + "]", Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
                 } else {
-                    execute(s, out)
+                    bodies[i](x, out, workspace)
                 }
             }
             for o in graph.outputs {
@@ -155,49 +184,6 @@ final class ArenaProgram: @unchecked Sendable {
         }
         for (name, t) in staged { parameters[name] = t }
         return outputs
-    }
-
-    /// Which code ran a step (shown in profiles).
-    enum Path {
-        case jit, native, reference
-        var label: String { self == .jit ? " (jit)" : self == .reference ? " (reference)" : "" }
-    }
-
-    /// Runs one step into `out`.
-    @discardableResult
-    func execute(_ s: Step, _ out: UnsafeMutablePointer<Float>) -> Path {
-        let x = UnsafePointer(argTable + s.argStart)
-        if let jit, jit.run(s.value, x, out) { return .jit }
-        if case .fused(let f) = s.op {
-            if let direct, CPUKernels.fusedConvolution(f, s, x, out, direct: direct, workspace: workspace) { return .native }
-            if let (e, cArgs, tArgs) = epilogues[s.value] {
-                for (k, o) in e.contractionOperands.enumerated() { cArgs[k] = x[o] }
-                if CPUKernels.run(e.contraction, cArgs, out, direct: direct, workspace: workspace) {
-                    tArgs[0] = UnsafePointer(out)
-                    for (k, o) in e.tailOperands.enumerated() { tArgs[k + 1] = x[o] }
-                    if let jit, jit.runEpilogue(s.value, tArgs, out) { return .jit }
-                    if FusedLoops.run(e.tail, e.tailStep, tArgs, out, workspace: workspace) { return .native }
-                }
-            }
-            if FusedLoops.run(f, s, x, out, workspace: workspace) { return .native }
-        } else if CPUKernels.run(s, x, out, direct: direct, workspace: workspace) {
-            return .native
-        }
-        // Reference kernel on copies of the operands.
-        let args = (0..<s.count).map { k in
-            Tensor(shape: s.operandShapes[k], scalars: Array(UnsafeBufferPointer(start: x[k], count: Shape.count(s.operandShapes[k]))))
-        }
-        let result: Tensor
-        if case .fused(let f) = s.op {
-            result = ReferenceKernels.evaluate(f.body, args) { op, a, shape in
-                if let t = CPUKernels.run(op, a, shape: shape, direct: self.direct) { return t }
-                return ReferenceKernels.run(op, a, shape: shape)
-            }
-        } else {
-            result = ReferenceKernels.run(s.op, args, shape: s.shape)
-        }
-        result.scalars.withUnsafeBufferPointer { if let p = $0.baseAddress { out.update(from: p, count: $0.count) } }
-        return .reference
     }
 
     /// Pointers to the storage of each tensor, valid inside `body`.

@@ -11,83 +11,118 @@ import GraphKernels
 /// `ReferenceKernels`.
 enum CPUKernels {
 
-    static func run(_ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, direct: DirectKernels?, workspace: Workspace) -> Bool {
+    /// The native kernel of a step, chosen when the executable is compiled: the switch over the op
+    /// and its shapes runs here once, the closure per call. Nil where no native kernel takes the
+    /// step (`uncoveredReason` says why); the plan then names the reference kernel.
+    static func kernel(for s: Step, conv: (Step) -> ConvKernel) -> (Kernel, KernelBody)? {
         let n = Shape.count(s.shape)
-        if n == 0 { return true }
-        let shapes = s.operandShapes
+        if n == 0 { return (.native, { _, _, _ in }) }
+        let shapes = s.operandShapes, shape = s.shape
         switch s.op {
-        case .matmul(let ta, let tb): matmul(x[0], x[1], shapes[0], ta, tb, s.shape, out)
-        case .conv2d(let c): conv2d(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
+        case .matmul(let ta, let tb):
+            return (.gemm, { x, out, _ in matmul(x[0], x[1], shapes[0], ta, tb, shape, out) })
+        case .conv2d(let c):
+            let k = conv(s)
+            return (.convolution(k, epilogue: nil), { x, out, w in conv2d(x[0], x[1], shapes[0], shapes[1], c, shape, out, kernel: k, w) })
         case .conv2dBackpropInput(let c, _):
-            conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
+            let k = conv(s)
+            return (.convolution(k, epilogue: nil),
+                    { x, out, w in conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, shape, out, kernel: k, w) })
         case .conv2dBackpropFilter(let c, _):
-            conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, s.shape, out, direct: direct, workspace)
-        case .unary(let u): unary(u, x[0], out, n)
-        case .binary(let b): return binary(b, x[0], shapes[0], x[1], shapes[1], s.shape, out)
+            let k = conv(s)
+            return (.convolution(k, epilogue: nil),
+                    { x, out, w in conv2dBackpropFilter(x[0], x[1], shapes[0], shapes[1], c, shape, out, kernel: k, w) })
+        case .unary(let u): return (.native, { x, out, _ in unary(u, x[0], out, n) })
+        case .binary(let b):
+            guard binaryCovers(shapes[0], shapes[1], shape) else { return nil }
+            return (.native, { x, out, _ in _ = binary(b, x[0], shapes[0], x[1], shapes[1], shape, out) })
         case .select:
-            guard shapes.allSatisfy({ $0 == s.shape }) else { return false }
-            for i in 0..<n { out[i] = x[0][i] != 0 ? x[1][i] : x[2][i] }
+            guard shapes.allSatisfy({ $0 == shape }) else { return nil }
+            return (.native, { x, out, _ in for i in 0..<n { out[i] = x[0][i] != 0 ? x[1][i] : x[2][i] } })
         case .reduce(let r, let axes, _):
-            if !reduce(r, x[0], shapes[0], axes: axes, out, workspace) { reduceStrided(r, x[0], shapes[0], axes: axes, out, n) }
-        case .reshape: if UnsafePointer(out) != x[0] { out.update(from: x[0], count: n) }
+            return (.native, { x, out, w in
+                if !reduce(r, x[0], shapes[0], axes: axes, out, w) { reduceStrided(r, x[0], shapes[0], axes: axes, out, n) }
+            })
+        case .reshape: return (.native, { x, out, _ in if UnsafePointer(out) != x[0] { out.update(from: x[0], count: n) } })
         case .transpose(let perm):
-            let xs = Shape.strides(shapes[0])
-            stridedCopy(x[0], strides: perm.map { xs[$0] }, origin: 0, s.shape, out)
+            let xs = Shape.strides(shapes[0]), strides = perm.map { xs[$0] }
+            return (.native, { x, out, _ in stridedCopy(x[0], strides: strides, origin: 0, shape, out) })
         case .broadcast:
-            let xs = Shape.strides(shapes[0]), lead = s.shape.count - shapes[0].count
-            let strides = s.shape.indices.map { a in a < lead || shapes[0][a - lead] == 1 ? 0 : xs[a - lead] }
-            stridedCopy(x[0], strides: strides, origin: 0, s.shape, out)
+            let xs = Shape.strides(shapes[0]), lead = shape.count - shapes[0].count
+            let strides = shape.indices.map { a in a < lead || shapes[0][a - lead] == 1 ? 0 : xs[a - lead] }
+            return (.native, { x, out, _ in stridedCopy(x[0], strides: strides, origin: 0, shape, out) })
         case .slice(let begin, _):
-            let xs = Shape.strides(shapes[0])
-            stridedCopy(x[0], strides: xs, origin: zip(begin, xs).map(*).reduce(0, +), s.shape, out)
+            let xs = Shape.strides(shapes[0]), origin = zip(begin, xs).map(*).reduce(0, +)
+            return (.native, { x, out, _ in stridedCopy(x[0], strides: xs, origin: origin, shape, out) })
         case .concat(let axis):
-            let outer = Shape.count(Array(s.shape[..<axis])), inner = Shape.count(Array(s.shape[(axis + 1)...]))
+            let outer = Shape.count(Array(shape[..<axis])), inner = Shape.count(Array(shape[(axis + 1)...]))
             let blocks = (0..<s.count).map { shapes[$0][axis] * inner }
             let row = blocks.reduce(0, +)
-            nonisolated(unsafe) let (parts, result) = (x, out)
-            onBothCores(outer, elements: n) { range in
-                for o in range {
-                    var dst = result + o * row
-                    for (k, block) in blocks.enumerated() {
-                        copy(parts[k] + o * block, to: dst, block)
-                        dst += block
+            return (.native, { x, out, _ in
+                nonisolated(unsafe) let (parts, result) = (x, out)
+                onBothCores(outer, elements: n) { range in
+                    for o in range {
+                        var dst = result + o * row
+                        for (k, block) in blocks.enumerated() {
+                            copy(parts[k] + o * block, to: dst, block)
+                            dst += block
+                        }
                     }
                 }
-            }
+            })
         case .pad(let before, _, .constant, let value):
-            out.update(repeating: value, count: n)
-            let os = Shape.strides(s.shape)
-            scatterCopy(x[0], shapes[0], into: out + zip(before, os).map(*).reduce(0, +), strides: os)
-        case .upsampleNearest(let f): upsample(x[0], shapes[0], f, s.shape, out)
-        case .avgPool(let win, let st): pool(x[0], shapes[0], win, st, s.shape, out, max: false)
-        case .maxPool(let win, let st): pool(x[0], shapes[0], win, st, s.shape, out, max: true)
-        case .avgPoolBackprop(let win, let st, _): avgPoolBackprop(x[0], shapes[0], win, st, s.shape, out)
-        case .maxPoolBackprop(let win, let st): maxPoolBackprop(x[0], shapes[0], x[1], shapes[1], win, st, out)
-        case .bilinearSample(let mode): sample(x[0], shapes[0], x[1], shapes[1], mode, out)
-        case .bilinearSampleGradImage(let mode, _): sampleGradImage(x[0], x[1], shapes[1], mode, s.shape, out)
-        case .bilinearSampleGradCoords(let mode): sampleGradCoords(x[0], shapes[0], x[1], shapes[1], x[2], mode, out)
-        case .randomUniform(_, let key): random(x[0][0], key, n, normal: false, out)
-        case .randomNormal(_, let key): random(x[0][0], key, n, normal: true, out)
+            let os = Shape.strides(shape), origin = zip(before, os).map(*).reduce(0, +)
+            return (.native, { x, out, _ in
+                out.update(repeating: value, count: n)
+                scatterCopy(x[0], shapes[0], into: out + origin, strides: os)
+            })
+        case .upsampleNearest(let f): return (.native, { x, out, _ in upsample(x[0], shapes[0], f, shape, out) })
+        case .avgPool(let win, let st): return (.native, { x, out, _ in pool(x[0], shapes[0], win, st, shape, out, max: false) })
+        case .maxPool(let win, let st): return (.native, { x, out, _ in pool(x[0], shapes[0], win, st, shape, out, max: true) })
+        case .avgPoolBackprop(let win, let st, _): return (.native, { x, out, _ in avgPoolBackprop(x[0], shapes[0], win, st, shape, out) })
+        case .maxPoolBackprop(let win, let st):
+            return (.native, { x, out, _ in maxPoolBackprop(x[0], shapes[0], x[1], shapes[1], win, st, out) })
+        case .bilinearSample(let mode): return (.native, { x, out, _ in sample(x[0], shapes[0], x[1], shapes[1], mode, out) })
+        case .bilinearSampleGradImage(let mode, _):
+            return (.native, { x, out, _ in sampleGradImage(x[0], x[1], shapes[1], mode, shape, out) })
+        case .bilinearSampleGradCoords(let mode):
+            return (.native, { x, out, _ in sampleGradCoords(x[0], shapes[0], x[1], shapes[1], x[2], mode, out) })
+        case .randomUniform(_, let key): return (.native, { x, out, _ in random(x[0][0], key, n, normal: false, out) })
+        case .randomNormal(_, let key): return (.native, { x, out, _ in random(x[0][0], key, n, normal: true, out) })
         case .allReduce(let r):
-            if UnsafePointer(out) != x[0] { out.update(from: x[0], count: n) }
-            Collectives.allReduce(out, count: n, op: r)
-        default: return false
+            return (.native, { x, out, _ in
+                if UnsafePointer(out) != x[0] { out.update(from: x[0], count: n) }
+                Collectives.allReduce(out, count: n, op: r)
+            })
+        // No native kernel: the reference runs them (named in the plan). Listed, not defaulted, so
+        // a new op is a compile error here until it is placed.
+        case .pad, .reverse, .projectiveWarp, .projectiveWarpTranspose, .fused: return nil
         }
-        return true
+    }
+
+    /// Why `kernel(for:)` has no native kernel for a step (the plan prints it).
+    static func uncoveredReason(_ s: Step) -> String {
+        switch s.op {
+        case .binary: return "broadcast pattern \(Shape.describe(s.operandShapes[0])) x \(Shape.describe(s.operandShapes[1])) not covered"
+        case .select: return "broadcasting select"
+        case .pad(_, _, let mode, _): return "\(mode) padding"
+        default: return "no native kernel for \(s.op.name)"
+        }
     }
 
     /// The same kernels on tensors (fused bodies that fall back to evaluation op by op).
-    static func run(_ op: Op, _ a: [Tensor], shape: [Int], direct: DirectKernels?) -> Tensor? {
-        var out = [Float](repeating: 0, count: Shape.count(shape))
+    static func run(_ op: Op, _ a: [Tensor], shape: [Int], conv: (Step) -> ConvKernel) -> Tensor? {
         let step = Step(value: 0, op: op, operands: Array(a.indices), operandShapes: a.map(\.shape), shape: shape, argStart: 0, count: a.count)
-        let done = ArenaProgram.withPinned(a) { pointers in
+        guard let (_, body) = kernel(for: step, conv: conv) else { return nil }
+        var out = [Float](repeating: 0, count: Shape.count(shape))
+        ArenaProgram.withPinned(a) { pointers in
             pointers.withUnsafeBufferPointer { args in
                 out.withUnsafeMutableBufferPointer {
-                    run(step, args.baseAddress!, $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, direct: direct, workspace: Workspace())
+                    body(args.baseAddress!, $0.baseAddress ?? UnsafeMutablePointer(bitPattern: 64)!, Workspace())
                 }
             }
         }
-        return done ? Tensor(shape: shape, scalars: out) : nil
+        return Tensor(shape: shape, scalars: out)
     }
 
     static func unary(_ u: UnaryOp, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -103,32 +138,49 @@ enum CPUKernels {
         }
     }
 
-    /// A fused `output` kernel that is exactly conv2d -> add(bias [co]) [-> relu]: one pass through
-    /// DirectConv with the epilogue applied as tiles are stored. False for any other body.
-    static func fusedConvolution(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, direct: DirectKernels,
-                                 workspace: Workspace) -> Bool {
-        guard f.kind == .output else { return false }
+    /// A fused `output` kernel that is exactly conv2d -> add(bias [co]) [-> relu] whose convolution
+    /// runs on the direct kernels: one pass with the epilogue applied as tiles are stored. Nil for
+    /// any other body, or where the convolution goes to sgemm (the plan then runs it with its tail).
+    static func fusedConvolution(_ f: FusedKernel, _ s: Step, conv: (Step) -> ConvKernel) -> (Kernel, KernelBody)? {
+        guard f.kind == .output else { return nil }
         let body = f.body
         let ops = body.values.enumerated().filter { $0.element.op != nil }
-        guard ops.count == 2 || ops.count == 3 else { return false }
+        guard ops.count == 2 || ops.count == 3 else { return nil }
         func argIndex(_ id: ValueID) -> Int? { body.inputs.firstIndex(of: id) }
         let shapes = s.operandShapes
         guard case .op(.conv2d(let c), let convArgs) = ops[0].element.definition,
               let xi = argIndex(convArgs[0]), let ki = argIndex(convArgs[1]),
               case .op(.binary(.add), let addArgs) = ops[1].element.definition, addArgs[0].index == ops[0].offset,
-              let bi = argIndex(addArgs[1]), shapes[bi] == [shapes[ki][3]] else { return false }
+              let bi = argIndex(addArgs[1]), shapes[bi] == [shapes[ki][3]] else { return nil }
         var relu = false
         if ops.count == 3 {
-            guard case .op(.unary(.relu), let r) = ops[2].element.definition, r[0].index == ops[1].offset else { return false }
+            guard case .op(.unary(.relu), let r) = ops[2].element.definition, r[0].index == ops[1].offset else { return nil }
             relu = true
         }
-        guard body.outputs[0].value.index == ops.last!.offset else { return false }
+        guard body.outputs[0].value.index == ops.last!.offset else { return nil }
         let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
-        if g.k == 0 || Shape.count(s.shape) == 0 { return false }
+        if g.k == 0 || Shape.count(s.shape) == 0 { return nil }
+        let contraction = Step(value: s.value, op: .conv2d(c), operands: [xi, ki], operandShapes: [shapes[xi], shapes[ki]], shape: s.shape,
+                               argStart: 0, count: 2)
+        let choice = conv(contraction)
+        guard let direct = choice.directKernels else { return nil }
         let geometry = DirectConvGeometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
-        if !direct.takes(geometry, wide: g.prefersDirect) { return false }
-        direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: workspace)
-        return true
+        return (.convolution(choice, epilogue: relu ? "bias+relu" : "bias"), { x, out, w in
+            direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: w)
+        })
+    }
+
+    /// Whether `binary` takes these shapes: same shape, a scalar, or an operand that repeats along
+    /// the leading axes (a bias), on either side.
+    static func binaryCovers(_ xShape: [Int], _ yShape: [Int], _ shape: [Int]) -> Bool {
+        let n = Shape.count(shape), xn = Shape.count(xShape), yn = Shape.count(yShape)
+        func periodic(_ small: [Int]) -> Bool {
+            let trimmed = Array(small.drop(while: { $0 == 1 }))
+            return Array(shape.suffix(trimmed.count)) == trimmed
+        }
+        if xn == n && yn == n && xShape == shape && yShape == shape { return true }
+        if xShape == shape && (yn == 1 || periodic(yShape)) && yn > 0 { return true }
+        return yShape == shape && (xn == 1 || periodic(xShape)) && xn > 0
     }
 
     /// Same-shape, scalar and trailing-broadcast (bias) cases without index arrays.
@@ -622,11 +674,11 @@ enum CPUKernels {
     }
 
     static func conv2d(_ x: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ xShape: [Int], _ kShape: [Int], _ c: ConvAttributes,
-                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, direct: DirectKernels?, _ workspace: Workspace) {
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, kernel choice: ConvKernel, _ workspace: Workspace) {
         let g = ConvGeometry(x: xShape, kernel: kShape, out: shape, c)
         if g.k == 0 { out.update(repeating: 0, count: Shape.count(shape)); return }
-        let geometry = DirectConvGeometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
-        if let direct, direct.takes(geometry, wide: g.prefersDirect) {
+        if let direct = choice.directKernels {
+            let geometry = DirectConvGeometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
             direct.forward(x, kernel, out, geometry, workspace: workspace)
             return
         }
@@ -643,12 +695,15 @@ enum CPUKernels {
     /// dx = conv2d_backprop_input(dy, k), as forward convolutions over dy on the direct / Winograd
     /// kernels (`inputGradientByPhases`) where they take the shape; otherwise sgemm + col2im.
     static func conv2dBackpropInput(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ dyShape: [Int], _ kShape: [Int],
-                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, direct: DirectKernels?,
+                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, kernel choice: ConvKernel,
                                     _ workspace: Workspace) {
         let g = ConvGeometry(x: shape, kernel: kShape, out: dyShape, c)
         let total = Shape.count(shape)
         if Shape.count(dyShape) == 0 || g.k == 0 { dx.update(repeating: 0, count: total); return }
-        if let direct, !g.isPointwise, inputGradientByPhases(dy, kernel, g, dx, direct, workspace) { return }
+        if let direct = choice.directKernels, let phases = inputGradientPhases(g, direct) {
+            inputGradientByPhases(dy, kernel, g, phases, dx, direct, workspace)
+            return
+        }
         dx.update(repeating: 0, count: total)
         if g.isPointwise {
             Sgemm.run(transB: true, m: g.n * g.h * g.w, n: g.ci, k: g.co, dy, lda: g.co, kernel, ldb: g.co, dx, ldc: g.ci)
@@ -668,15 +723,16 @@ enum CPUKernels {
     /// straight into dx (so it gets Winograd where 3x3); with stride 2 each of the four phases
     /// (taps 2x2, 2x1, 1x2, 1x1 of a 3x3 kernel) runs into scratch and is scattered into dx. This
     /// replaced sgemm + col2im for strided convolutions (about 2x faster at 400x400: 4x200x200x32 ->
-    /// 3x3x64, 9.7 -> 4.8 ms; the scatter costs what output strides in the kernel would save). False (nothing written)
-    /// where a phase would need negative padding or is narrower than the direct kernel takes.
-    static func inputGradientByPhases(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ g: ConvGeometry,
-                                      _ dx: UnsafeMutablePointer<Float>, _ direct: DirectKernels, _ workspace: Workspace) -> Bool {
+    /// 3x3x64, 9.7 -> 4.8 ms; the scatter costs what output strides in the kernel would save).
+    struct Phase { var py, px, rows, cols, i0, j0, taps, tapsX: Int; var geometry: DirectConvGeometry? }
+
+    /// The phases of the input gradient on these direct kernels; nil where a phase would need
+    /// negative padding or is narrower than the direct kernel takes (sgemm + col2im then).
+    static func inputGradientPhases(_ g: ConvGeometry, _ direct: DirectKernels) -> [Phase]? {
         let (kh, kw, ci, co, sh, sw) = (g.kh, g.kw, g.ci, g.co, g.sh, g.sw)
         // Strided with few input channels (the 3-channel image: 3 of a tile's 16-32 lanes, plus the
         // scatter) measured slower than sgemm + col2im (4x400x400x3: 8.6 against 7.1 ms).
-        if (sh > 1 || sw > 1) && ci < 16 { return false }
-        struct Phase { var py, px, rows, cols, i0, j0, taps, tapsX: Int; var geometry: DirectConvGeometry? }
+        if (sh > 1 || sw > 1) && ci < 16 { return nil }
         var phases: [Phase] = []
         for py in 0..<sh {
             for px in 0..<sw {
@@ -690,12 +746,18 @@ enum CPUKernels {
                     let bottom = max(0, rows - 1 - top + taps - 1 - (g.oh - 1)), right = max(0, cols - 1 - left + tapsX - 1 - (g.ow - 1))
                     let geometry = DirectConvGeometry(input: [g.n, g.oh, g.ow, co], kernel: [taps, tapsX, co, ci], output: [g.n, rows, cols, ci],
                                                       strides: [1, 1], padding: [top, bottom, left, right])
-                    if top < 0 || left < 0 || !direct.takes(geometry, wide: cols >= 8) { return false }
+                    if top < 0 || left < 0 || !direct.takes(geometry, wide: cols >= 8) { return nil }
                     phase.geometry = geometry
                 }
                 phases.append(phase)
             }
         }
+        return phases
+    }
+
+    static func inputGradientByPhases(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ g: ConvGeometry, _ phases: [Phase],
+                                      _ dx: UnsafeMutablePointer<Float>, _ direct: DirectKernels, _ workspace: Workspace) {
+        let (kw, ci, co, sh, sw) = (g.kw, g.ci, g.co, g.sh, g.sw)
         let single = sh == 1 && sw == 1
         for phase in phases {
             let out = single ? dx : workspace.buffer(.columns, g.n * phase.rows * phase.cols * ci, of: Float.self)
@@ -725,16 +787,15 @@ enum CPUKernels {
                 }
             }
         }
-        return true
     }
 
     static func conv2dBackpropFilter(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ xShape: [Int], _ dyShape: [Int],
-                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, direct: DirectKernels?,
+                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, kernel choice: ConvKernel,
                                      _ workspace: Workspace) {
         let g = ConvGeometry(x: xShape, kernel: shape, out: dyShape, c)
         dk.update(repeating: 0, count: Shape.count(shape))
         if Shape.count(dyShape) == 0 || g.k == 0 { return }
-        if let direct, g.prefersDirect {
+        if let direct = choice.directKernels {
             let geometry = DirectConvGeometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding)
             direct.filterGradient(x, dy, dk, geometry, workspace: workspace)
             return

@@ -18,13 +18,8 @@ public enum VectorISA: String, CaseIterable, Sendable {
         }
     }
 
-    /// The widest available set, unless the environment sets STEGASTAMP_ISA=avx2.
-    public static var standard: VectorISA {
-        if let name = ProcessInfo.processInfo.environment["STEGASTAMP_ISA"], let isa = VectorISA(rawValue: name), isa.isAvailable {
-            return isa
-        }
-        return VectorISA.avx512.isAvailable ? .avx512 : .avx2
-    }
+    /// The widest set this machine has.
+    public static var widest: VectorISA { VectorISA.avx512.isAvailable ? .avx512 : .avx2 }
 
     /// The sets this machine can run (tests run the kernels under each).
     public static var available: [VectorISA] { allCases.filter(\.isAvailable) }
@@ -42,17 +37,16 @@ struct DirectKernels {
     let isa: VectorISA
     let winograd: Bool
 
-    init?(_ options: CompileOptions) {
-        guard options.convolution != .gemm else { return nil }
-        isa = options.vectorISA
-        winograd = options.convolution == .winograd
+    init(isa: VectorISA, winograd: Bool) {
+        self.isa = isa
+        self.winograd = winograd
     }
 
     /// Whether these kernels take a convolution: Winograd's at any width, the direct kernel only
     /// where the outputs are wide enough for its 6-pixel tiles (`wide`).
     func takes(_ g: DirectConvGeometry, wide: Bool) -> Bool { wide || useWinograd(g) }
 
-    private func useWinograd(_ g: DirectConvGeometry) -> Bool {
+    func useWinograd(_ g: DirectConvGeometry) -> Bool {
         winograd && FastKernels.DirectConv.winogradApplies(g)
     }
 

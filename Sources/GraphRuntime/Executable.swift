@@ -21,10 +21,6 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
     /// im2col + OpenBLAS sgemm.
     case gemm
 
-    /// `winograd`, unless the environment sets STEGASTAMP_CONV=direct or gemm (for benchmarks).
-    public static var standard: ConvolutionAlgorithm {
-        ProcessInfo.processInfo.environment["STEGASTAMP_CONV"].flatMap(ConvolutionAlgorithm.init(rawValue:)) ?? .winograd
-    }
 }
 
 public struct CompileOptions: Equatable, Sendable {
@@ -38,15 +34,19 @@ public struct CompileOptions: Equatable, Sendable {
     /// `cpu` backend: compile fused elementwise kernels to machine code with LLVM (GraphJIT)
     /// instead of running them through the tiled Swift loops.
     public var jit: Bool
-    /// `cpu` backend: the instruction set of the direct and Winograd convolution kernels (the
-    /// widest this machine has, unless STEGASTAMP_ISA says otherwise).
+    /// `cpu` backend: the instruction set of the direct and Winograd convolution kernels (by
+    /// default the widest this machine has).
     public var vectorISA: VectorISA
     /// Ranks of the data-parallel run the executable belongs to; with 1, `all_reduce` ops are
     /// removed at compile time (they are the identity).
     public var ranks: Int
+    /// `cpu` backend: the tuning cache (see `KernelTuner`) where convolution kernels are chosen by
+    /// timing the candidates on this machine; nil: the heuristics of `convolution` choose.
+    public var tuningCache: String?
     public init(backend: Backend = .cpu, optimize: Bool = true, disabledPasses: Set<String> = [],
-                convolution: ConvolutionAlgorithm = .standard, jit: Bool = JITOption.standard, vectorISA: VectorISA = .standard,
-                ranks: Int = 1) {
+                convolution: ConvolutionAlgorithm = .winograd, jit: Bool = true, vectorISA: VectorISA = .widest,
+                ranks: Int = 1, tuningCache: String? = nil) {
+        self.tuningCache = tuningCache
         precondition(vectorISA.isAvailable, "this CPU cannot run \(vectorISA.rawValue) kernels")
         precondition(ranks >= 1, "ranks must be at least 1")
         self.ranks = ranks
@@ -125,6 +125,9 @@ public final class Executable: @unchecked Sendable {
     /// How many times the kernels' scratch memory had to grow: constant after the first run (the
     /// steady state allocates no scratch).
     public var workspaceAllocations: Int { program?.workspace.allocations ?? 0 }
+    /// The kernel of every step of the schedule, as chosen at compile time (empty for the interpreter,
+    /// which runs the reference kernels only).
+    public var kernelPlan: [PlannedStep] { program?.kernels ?? [] }
     /// How many kernels of the schedule the JIT compiled.
     public var jitKernelCount: Int { (program?.jit?.kernels.count ?? 0) + (program?.jit?.epilogueKernels.count ?? 0) }
 

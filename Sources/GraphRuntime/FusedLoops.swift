@@ -30,6 +30,28 @@ enum FusedLoops {
         return f.body[f.body.outputs[0].value].op != nil
     }
 
+    /// Whether `run` takes this step: `covers`, and every operand full-size, a scalar, or
+    /// repeating along the leading axes.
+    static func covers(_ f: FusedKernel, _ s: Step) -> Bool {
+        let shape = s.shape, n = Shape.count(shape)
+        guard covers(f, shape: shape) else { return false }
+        var argIndex = 0
+        for v in f.body.values {
+            let shapeOf: [Int]
+            switch v.definition {
+            case .input: shapeOf = s.operandShapes[argIndex]; argIndex += 1
+            case .constant(let c): shapeOf = c.shape
+            case .parameter: return false
+            case .op: continue
+            }
+            let count = Shape.count(shapeOf)
+            if count == 1 || shapeOf == shape { continue }
+            let trimmed = Array(shapeOf.drop(while: { $0 == 1 }))
+            guard Array(shape.suffix(trimmed.count)) == trimmed, count > 0, n % count == 0 else { return false }
+        }
+        return true
+    }
+
     /// Runs the loop into `out` (which may be one of its full-size operands' buffers: every tile is
     /// read before it is written). False when the kernel is not covered.
     static func run(_ f: FusedKernel, _ s: Step, _ x: Args, _ out: UnsafeMutablePointer<Float>, workspace: Workspace) -> Bool {

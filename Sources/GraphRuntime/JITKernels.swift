@@ -5,12 +5,6 @@ import GraphIR
 import GraphJIT
 import GraphPasses
 
-/// Whether the `cpu` backend JIT-compiles elementwise kernels by default: yes, unless the
-/// environment sets STEGASTAMP_JIT=0 (to compare against the Swift loops).
-public enum JITOption {
-    public static var standard: Bool { ProcessInfo.processInfo.environment["STEGASTAMP_JIT"] != "0" }
-}
-
 /// The GraphJIT kernels of one executable: every fused elementwise loop, every fused reduction
 /// (input kernel) over trailing axes, every standalone unary, binary or select op, and the
 /// elementwise tails of fused output kernels, compiled together when the executable is compiled.

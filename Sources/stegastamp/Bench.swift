@@ -23,8 +23,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Image size (square).") var size = 128
     @Option(parsing: .upToNextOption, help: "Workloads: W1 W2 W3 encode decode (default: all).") var workload: [String] = []
     @Option(help: "Timed iterations per workload.") var iterations = 5
-    @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
-    @Flag(help: "cpu backend: Swift loops for elementwise kernels instead of GraphJIT.") var noJit = false
+    @OptionGroup var compile: CompileFlags
     @Option(help: "--worker: wait this long before each timed call (untimed), so threads a previous worker left spinning (onnxruntime, OpenMP, Eigen) have gone idle.")
     var settleMs = 0
     @Flag(help: "Instead of the workloads: every distinct convolution of W3 alone, in GFLOP/s and % of the sgemm peak.")
@@ -48,7 +47,7 @@ struct Bench: ParsableCommand {
             return w
         }
         if convolutions {
-            try ConvolutionBench(size: size, iterations: iterations, options: CompileOptions(backend: backend, jit: !noJit)).run()
+            try ConvolutionBench(size: size, iterations: iterations, options: compile.options(tune: false)).run()
             return
         }
         if worker {
@@ -56,7 +55,9 @@ struct Bench: ParsableCommand {
             try serve(workloads[0])
             return
         }
-        print("size \(size), backend \(backend.rawValue), \(iterations) timed iterations after one warm-up call; convolution kernels \(VectorISA.standard.rawValue), OpenBLAS \(BLASCore.name)")
+        let options = compile.options()
+        let kernels = options.tuningCache.map { "tuned on this machine (\($0))" } ?? "\(options.convolution.rawValue) \(options.vectorISA.rawValue)"
+        print("size \(size), backend \(options.backend.rawValue), \(iterations) timed iterations after one warm-up call; convolution kernels \(kernels), OpenBLAS \(BLASCore.name)")
         print("workload   batch   median ms      min ms   GFLOP/s   compile s   first call s   peak RSS MiB")
         var profiles: [(BenchWorkload, Profile)] = []
         for w in workloads {
@@ -68,7 +69,7 @@ struct Bench: ParsableCommand {
         }
         if profile {
             for (w, p) in profiles {
-                print("\n\(w.rawValue): time by op kind (one iteration)")
+                print("\n\(w.rawValue): time by op kind and kernel (one iteration)")
                 for (kind, t) in p.seconds.sorted(by: { $0.value > $1.value }).prefix(profileLines) {
                     print(String(format: "  %8.1f ms  %5d calls  ", t * 1000, p.calls[kind]!) + kind)
                 }
@@ -81,7 +82,7 @@ struct Bench: ParsableCommand {
     func prepare(_ w: BenchWorkload) throws -> (Executable, BenchWorkload.Built, ParameterStore, Double) {
         let built = try w.build(size: size)
         let t0 = Date()
-        let exe = try Compiler.compile(built.graph, for: Signature.of(built.graph), options: CompileOptions(backend: backend, jit: !noJit))
+        let exe = try Compiler.compile(built.graph, for: Signature.of(built.graph), options: compile.options())
         return (exe, built, ParameterStore(initializing: built.graph), Date().timeIntervalSince(t0))
     }
 

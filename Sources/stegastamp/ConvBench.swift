@@ -73,7 +73,7 @@ struct ConvolutionBench {
         // More iterations than the convolutions get: the first tenths of a second of a process ran
         // this product at one core's rate on these machines (the second vCPU waking up).
         let peak = 2 * Double(n * n * n) / (try time(.matmul(transposeA: false, transposeB: false), [[n, n], [n, n]], iterations: 25)) / 1e9
-        print(String(format: "sgemm %dx%dx%d (OpenBLAS %@, this run): %.1f GFLOP/s; convolution kernels %@", n, n, n, BLASCore.name, peak, VectorISA.standard.rawValue))
+        print(String(format: "sgemm %dx%dx%d (OpenBLAS %@, this run): %.1f GFLOP/s; convolution kernels %@", n, n, n, BLASCore.name, peak, "\(options.convolution.rawValue) \(options.vectorISA.rawValue)"))
         let g = try BenchWorkload.w3.build(size: size).graph
         let exe = try Compiler.compile(g, for: Signature.of(g), options: options)
         let cases = Self.cases(in: exe.graph).sorted { Self.flops($0.key) * Double($0.value) > Self.flops($1.key) * Double($1.value) }

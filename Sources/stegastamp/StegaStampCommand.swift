@@ -70,9 +70,8 @@ struct GraphCommand: ParsableCommand {
         @Argument(help: "Graph file.") var file: String
         @Argument(help: "safetensors file with input.* and param.* tensors.") var tensors: String
         @Option(help: "Where to write the outputs (safetensors).") var out: String
-        @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
         @Flag(help: "Also write the parameters after the graph's updates as param.*.") var writeParameters = false
-        @Flag(help: "cpu backend: run elementwise kernels as Swift loops instead of JIT-compiled code.") var noJit = false
+        @OptionGroup(title: "Compiler") var compile: CompileFlags
         @Option(name: .customLong("scalar"), help: "Feed a scalar input: NAME=VALUE (repeatable); overrides the file.")
         var scalars: [String] = []
 
@@ -100,7 +99,7 @@ struct GraphCommand: ParsableCommand {
             if !ignored.isEmpty {
                 FileHandle.standardError.write("note: ignoring \(ignored.count) tensor(s) the graph does not use\n".data(using: .utf8)!)
             }
-            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend, jit: !noJit))
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: compile.options(tune: false))
             let t0 = Date()
             let outputs: [String: Tensor]
             do { outputs = try exe.run(feeds, parameters: &store) } catch let e as ExecutionError {
@@ -111,7 +110,7 @@ struct GraphCommand: ParsableCommand {
             if writeParameters { for (k, v) in store.values { result.tensors["param." + k] = v } }
             try result.write(path: out)
             Swift.print(String(format: "ran %@ on %@ (%@) in %.3f s; wrote %d output(s) to %@",
-                               g.name, tensors, backend.rawValue, Date().timeIntervalSince(t0), outputs.count, out))
+                               g.name, tensors, compile.backend.rawValue, Date().timeIntervalSince(t0), outputs.count, out))
         }
     }
 
@@ -278,8 +277,12 @@ struct GraphCommand: ParsableCommand {
         @Argument(help: "Graph file.") var file: String
         @Flag(help: "Plan the graph as written, without the pass pipeline.") var noOptimize = false
         @Option(help: "How many of the largest buffers to list.") var top = 10
+        @Flag(help: "Instead: the kernel plan of the cpu backend, one line per step (value, op, shapes, kernel; * where measured).")
+        var kernels = false
+        @OptionGroup(title: "Compiler (--kernels)") var compile: CompileFlags
 
         func run() throws {
+            if kernels { return try printKernels() }
             var g = try readGraph(file)
             if !noOptimize { g = try PassManager.standard.run(g).graph }
             let plan = MemoryPlan.plan(g)
@@ -296,6 +299,23 @@ struct GraphCommand: ParsableCommand {
             for b in plan.buffers.sorted(by: { $0.bytes > $1.bytes }).prefix(max(top, 0)) {
                 Swift.print("  \(mib(b.bytes).padding(toLength: 12, withPad: " ", startingAt: 0)) offset \(String(b.offset).padding(toLength: 12, withPad: " ", startingAt: 0)) steps \(b.start)...\(b.end)  %\(b.name)")
             }
+        }
+
+        func printKernels() throws {
+            let g = try readGraph(file)
+            var options = compile.options()
+            options.optimize = !noOptimize
+            guard options.backend == .cpu else { throw CLIError("--kernels: the interpreter runs the reference kernels only; use --backend cpu") }
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: options)
+            let plan = exe.kernelPlan
+            var counts: [String: Int] = [:]
+            for (i, p) in plan.enumerated() {
+                let shapes = p.operandShapes.map(Shape.describe).joined(separator: " ") + " -> " + Shape.describe(p.shape)
+                Swift.print(String(format: "%4d  ", i) + "%\(p.value)  \(p.op)  \(shapes)  \(p.kernel)\(p.tuned ? " *" : "")")
+                counts[p.kernel.profileLabel, default: 0] += 1
+            }
+            Swift.print("graph \(exe.graph.name): \(plan.count) steps; " + counts.sorted { $0.value > $1.value }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+            if let cache = options.tuningCache { Swift.print("* chosen by timing the candidates on this machine (cache \(cache))") }
         }
     }
 

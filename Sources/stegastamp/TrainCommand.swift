@@ -39,6 +39,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Secrets, augmentation and learning rate in phases (see the README).") var curriculum = false
     @Option(help: "Under mpirun: stop the run when a collective waits this many seconds for the other ranks.") var collectiveTimeout: Double = 120
     @Option(help: "Threads per process (default: every core; give each of N ranks on one machine cores / N).") var threads: Int?
+    @OptionGroup(title: "Compiler") var compile: CompileFlags
 
     @Option(help: "Adam learning rate.") var learningRate: Float?
     @Option(help: "Decay the learning rate linearly to this fraction by the last step.") var finalLrFraction: Float?
@@ -117,6 +118,9 @@ struct TrainCommand: ParsableCommand {
         let root = (mpi?.rank ?? 0) == 0
         let (trainFiles, evalFiles) = try photoFolders()
         let trainer = try Trainer(config: config, runDirectory: runFolder, trainFiles: trainFiles, evalFiles: evalFiles)
+        // Under mpirun the ranks keep to the built-in rules: timing kernels while the other ranks
+        // share the cores would measure the neighbours, and every rank should run the same kernels.
+        trainer.options = compile.options(tune: mpi == nil)
         trainer.progressBar = !noProgress && isatty(STDOUT_FILENO) != 0
         trainer.communicator = mpi
         Collectives.communicator = mpi

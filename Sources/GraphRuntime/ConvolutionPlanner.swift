@@ -1,0 +1,93 @@
+import FastKernels
+import FastKernelSupport
+import GraphIR
+
+/// Chooses the algorithm of every convolution-family step when an executable is compiled: the
+/// measured choice of the tuner where tuning is on, otherwise the heuristics of
+/// `CompileOptions.convolution` (the rules measured by hand on one CPU, 2026-11-30).
+struct ConvolutionPlanner {
+    let options: CompileOptions
+    let tuner: KernelTuner?
+
+    /// The step's convolution geometry: forward x / kernel / output, whatever the op.
+    struct Shapes {
+        let g: CPUKernels.ConvGeometry
+        let forward: DirectConvGeometry
+        let kind: Kind
+        enum Kind { case forward, inputGradient, filterGradient }
+
+        init?(_ s: Step) {
+            let sh = s.operandShapes
+            switch s.op {
+            case .conv2d(let c):
+                g = .init(x: sh[0], kernel: sh[1], out: s.shape, c)
+                forward = DirectConvGeometry(input: sh[0], kernel: sh[1], output: s.shape, strides: c.strides, padding: c.padding)
+                kind = .forward
+            case .conv2dBackpropInput(let c, _):
+                g = .init(x: s.shape, kernel: sh[1], out: sh[0], c)
+                forward = DirectConvGeometry(input: s.shape, kernel: sh[1], output: sh[0], strides: c.strides, padding: c.padding)
+                kind = .inputGradient
+            case .conv2dBackpropFilter(let c, _):
+                g = .init(x: sh[0], kernel: s.shape, out: sh[1], c)
+                forward = DirectConvGeometry(input: sh[0], kernel: s.shape, output: sh[1], strides: c.strides, padding: c.padding)
+                kind = .filterGradient
+            default: return nil
+            }
+        }
+
+        /// Whether the direct kernels of `isa` can run the step (Winograd allowed or not).
+        func directTakes(_ isa: VectorISA, winograd: Bool, heuristic: Bool) -> Bool {
+            let d = DirectKernels(isa: isa, winograd: winograd)
+            // The heuristics keep 1x1 convolutions on sgemm (measured faster, 2026-11-30); the
+            // tuner may try the direct kernels there too.
+            let wide = heuristic ? g.prefersDirect : g.ow >= 8
+            switch kind {
+            case .forward: return d.takes(forward, wide: wide)
+            case .inputGradient: return (!heuristic || !g.isPointwise) && CPUKernels.inputGradientPhases(g, d) != nil
+            case .filterGradient: return wide
+            }
+        }
+
+        /// Whether Winograd actually runs (else `.winograd` computes exactly as `.direct`).
+        func winogradRuns(_ isa: VectorISA) -> Bool {
+            switch kind {
+            case .forward, .filterGradient: return FastKernels.DirectConv.winogradApplies(forward)
+            case .inputGradient:
+                guard g.sh == 1 && g.sw == 1, let phases = CPUKernels.inputGradientPhases(g, DirectKernels(isa: isa, winograd: true)),
+                      let p = phases.first?.geometry else { return false }
+                return FastKernels.DirectConv.winogradApplies(p)
+            }
+        }
+    }
+
+    /// Today's rules: `options.convolution`'s kernels at `options.vectorISA` where they take the shape.
+    func heuristic(_ s: Step) -> ConvKernel {
+        guard options.convolution != .gemm, let shapes = Shapes(s) else { return .gemm }
+        let isa = options.vectorISA, winograd = options.convolution == .winograd
+        guard shapes.directTakes(isa, winograd: winograd, heuristic: true) else { return .gemm }
+        let needsWinograd = !shapes.directTakes(isa, winograd: false, heuristic: true)
+        return winograd && (shapes.winogradRuns(isa) || needsWinograd) ? .winograd(isa) : .direct(isa)
+    }
+
+    /// Every kernel that can run the step, the heuristic's choice first.
+    static func candidates(_ s: Step, heuristic: ConvKernel) -> [ConvKernel] {
+        guard let shapes = Shapes(s) else { return [.gemm] }
+        var out = [heuristic]
+        for isa in VectorISA.available {
+            if shapes.directTakes(isa, winograd: false, heuristic: false) { out.append(.direct(isa)) }
+            if shapes.winogradRuns(isa) && shapes.directTakes(isa, winograd: true, heuristic: false) { out.append(.winograd(isa)) }
+        }
+        out.append(.gemm)
+        var seen = Set<ConvKernel>()
+        return out.filter { seen.insert($0).inserted }
+    }
+
+    /// The kernel for the step, and how the tuner got it (nil: the heuristics chose).
+    func choose(_ s: Step) -> (ConvKernel, KernelTuner.Outcome?) {
+        let h = heuristic(s)
+        guard let tuner, Shape.count(s.shape) > 0 else { return (h, nil) }
+        let candidates = Self.candidates(s, heuristic: h)
+        if candidates.count < 2 { return (h, nil) }
+        return tuner.choose(s, candidates: candidates)
+    }
+}

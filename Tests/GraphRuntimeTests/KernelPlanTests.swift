@@ -1,0 +1,128 @@
+import Foundation
+import GraphIR
+import GraphKernels
+@testable import GraphRuntime
+import TestSupport
+import XCTest
+
+/// The kernel plan: every kernel the tuner may choose computes what the reference does, the plan
+/// names a kernel per step, and the tuning cache is read back, rebuilt when corrupt, and logged.
+final class KernelPlanTests: XCTestCase {
+    /// Convolution geometries: 3x3 wide and narrow, strided, 1x1 (where only the tuner tries the
+    /// direct kernels), few channels, partial register blocks, Winograd shapes.
+    static let convolutions: [([Int], [Int], [Int], [Int])] = [
+        ([2, 9, 7, 5], [3, 3, 5, 4], [1, 1], [1, 1, 1, 1]),
+        ([1, 5, 30, 5], [3, 3, 5, 20], [1, 1], [1, 1, 1, 1]),
+        ([2, 5, 52, 4], [3, 3, 4, 17], [2, 2], [0, 1, 0, 1]),
+        ([2, 7, 25, 16], [3, 3, 16, 16], [1, 1], [1, 1, 1, 1]),
+        ([1, 6, 27, 19], [3, 3, 19, 40], [1, 1], [1, 1, 1, 1]),
+        ([1, 7, 25, 16], [3, 3, 16, 6], [2, 2], [1, 1, 1, 1]),
+        ([2, 6, 20, 16], [2, 2, 16, 7], [2, 2], [0, 0, 0, 0]),
+        ([2, 6, 20, 16], [1, 1, 16, 24], [1, 1], [0, 0, 0, 0]),
+        ([1, 4, 33, 40], [1, 1, 40, 3], [1, 1], [0, 0, 0, 0]),
+        ([1, 6, 21, 17], [1, 1, 17, 7], [2, 2], [0, 0, 0, 0]),
+    ]
+
+    static func steps(_ xs: [Int], _ ks: [Int], _ c: ConvAttributes) throws -> [(Step, [Tensor])] {
+        let ys = try Op.conv2d(c).resultShape([xs, ks])
+        let x = randomTensor(xs, seed: 1), k = randomTensor(ks, seed: 2), dy = randomTensor(ys, seed: 3)
+        func step(_ op: Op, _ operands: [Tensor], _ shape: [Int]) -> (Step, [Tensor]) {
+            (Step(value: 0, op: op, operands: Array(operands.indices), operandShapes: operands.map(\.shape), shape: shape, argStart: 0,
+                  count: operands.count), operands)
+        }
+        return [step(.conv2d(c), [x, k], ys), step(.conv2dBackpropInput(c, inputShape: xs), [dy, k], xs),
+                step(.conv2dBackpropFilter(c, filterShape: ks), [x, dy], ks)]
+    }
+
+    func testEveryCandidateKernelMatchesTheReference() throws {
+        var tried: Set<String> = []
+        for (xs, ks, strides, padding) in Self.convolutions {
+            let c = ConvAttributes(strides: strides, padding: padding)
+            for (s, operands) in try Self.steps(xs, ks, c) {
+                let ref = ReferenceKernels.run(s.op, operands, shape: s.shape)
+                let candidates = ConvolutionPlanner.candidates(s, heuristic: .gemm)
+                XCTAssertTrue(candidates.contains(.gemm))
+                for candidate in candidates {
+                    let got = try XCTUnwrap(CPUKernels.run(s.op, operands, shape: s.shape, conv: { _ in candidate }))
+                    let e = relativeErrors(got, ref)
+                    XCTAssertLessThan(e.max, 1e-5, "\(s.op.name) \(xs) \(ks) \(strides) with \(candidate)")
+                    tried.insert("\(s.op.name) \(candidate)")
+                }
+            }
+        }
+        // The direct kernels are tried for every op kind, Winograd for 3x3 stride 1.
+        for isa in VectorISA.available {
+            for op in ["conv2d", "conv2d_backprop_input", "conv2d_backprop_filter"] {
+                XCTAssertTrue(tried.contains("\(op) direct \(isa.rawValue)"), "\(op) direct \(isa.rawValue) never a candidate")
+                XCTAssertTrue(tried.contains("\(op) winograd \(isa.rawValue)"), "\(op) winograd \(isa.rawValue) never a candidate")
+            }
+        }
+    }
+
+    /// A conv + bias + ReLU network with a reverse (no native kernel) and a broadcasting binary.
+    func network() throws -> (Graph, [String: Tensor]) {
+        let b = GraphBuilder(name: "plan")
+        let x = b.input("x", [2, 12, 30, 16])
+        let k1 = b.input("k1", [3, 3, 16, 16]), b1 = b.input("b1", [16]), k2 = b.input("k2", [1, 1, 16, 8])
+        var h = b.relu(b.add(b.conv2dSame(x, k1, stride: 1), b1))
+        h = b.conv2dSame(h, k2, stride: 1)
+        b.output("y", b.apply(.reverse(axes: [2]), [b.mul(h, h)]))
+        let feeds = ["x": randomTensor([2, 12, 30, 16], seed: 4), "k1": randomTensor([3, 3, 16, 16], seed: 5),
+                     "b1": randomTensor([16], seed: 6), "k2": randomTensor([1, 1, 16, 8], seed: 7)]
+        return (try b.finish(), feeds)
+    }
+
+    func testThePlanNamesAKernelForEveryStep() throws {
+        let (g, feeds) = try network()
+        let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(convolution: .winograd, jit: true))
+        let plan = exe.kernelPlan
+        XCTAssertEqual(plan.count, exe.plan.schedule.filter { exe.graph[$0].op != nil }.count)
+        let text = plan.map { "\($0.op): \($0.kernel)" }
+        XCTAssertTrue(text.contains { $0.hasPrefix("fused output: conv2d+add+relu: winograd") && $0.hasSuffix("+ bias+relu") }, "\(text)")
+        XCTAssertTrue(text.contains { $0.contains("reverse: reference (no native kernel for reverse)") }, "\(text)")
+        XCTAssertTrue(plan.allSatisfy { !$0.tuned })
+        // Profiles are kept by op and kernel.
+        let profile = Profile()
+        var store = ParameterStore(initializing: exe.graph)
+        _ = try exe.run(feeds, parameters: &store, profile: profile)
+        XCTAssertTrue(profile.seconds.keys.contains { $0.contains("[winograd") }, "\(profile.seconds.keys)")
+        XCTAssertTrue(profile.seconds.keys.contains { $0.contains("[reference]") })
+    }
+
+    func testTunedExecutablesMatchTheInterpreterAndReadTheCacheBack() throws {
+        let (g, feeds) = try network()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuning-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("tuning.json").path
+        nonisolated(unsafe) var lines: [String] = []
+        let saved = KernelTuner.log
+        KernelTuner.log = { lines.append($0) }
+        defer { KernelTuner.log = saved }
+
+        let ref = try evaluate(g, feeds, backend: .interpreter)
+        let options = CompileOptions(tuningCache: path)
+        let first = try Compiler.compile(g, for: Signature.of(g), options: options)
+        XCTAssertTrue(first.kernelPlan.contains { $0.tuned })
+        XCTAssertLessThan(relativeErrors(try first.run(feeds)["y"]!, ref["y"]!).max, 1e-5)
+        XCTAssertTrue(lines.last?.contains("measured (no cache file yet)") ?? false, "\(lines)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path))
+
+        // A new process (a new tuner on the same file) reads every choice back.
+        KernelTuner.forget(path: path)
+        lines.removeAll()
+        let second = try Compiler.compile(g, for: Signature.of(g), options: options)
+        XCTAssertTrue(lines.last?.contains("from \(path)") ?? false, "\(lines)")
+        XCTAssertFalse(lines.last?.contains("measured") ?? true, "\(lines)")
+        XCTAssertEqual(second.kernelPlan.map(\.kernel), first.kernelPlan.map(\.kernel))
+
+        // A corrupt cache is said so, measured again and rewritten whole.
+        try "{ not json".write(toFile: path, atomically: true, encoding: .utf8)
+        KernelTuner.forget(path: path)
+        lines.removeAll()
+        let third = try Compiler.compile(g, for: Signature.of(g), options: options)
+        XCTAssertTrue(lines.last?.contains("unreadable") ?? false, "\(lines)")
+        XCTAssertLessThan(relativeErrors(try third.run(feeds)["y"]!, ref["y"]!).max, 1e-5)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+        XCTAssertEqual((json?["entries"] as? [String: Any])?.isEmpty, false)
+    }
+}
