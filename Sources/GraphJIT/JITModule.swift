@@ -99,7 +99,14 @@ public final class JITModule: @unchecked Sendable {
         LLVMInitializeNativeTarget() == 0 && LLVMInitializeNativeAsmPrinter() == 0
     }()
 
-    public init(_ kernels: [ElementwiseKernel]) throws {
+    /// Whether the machine code came from the object cache (nil: no cache was given).
+    public let cacheHit: Bool?
+
+    /// With `cacheDirectory`, the machine code of a module is kept there as an object file named by
+    /// a hash of its unoptimised IR, the host CPU and features and LLVM's version: a later compile
+    /// of the same kernels on this machine loads it instead of optimising and generating code
+    /// again (the JIT's compile time is nearly all of an executable's).
+    public init(_ kernels: [ElementwiseKernel], cacheDirectory: String? = nil) throws {
         guard Self.initialized else { throw JITError("LLVM has no native target for this machine") }
         let tsc = LLVMOrcCreateNewThreadSafeContext()!
         defer { LLVMOrcDisposeThreadSafeContext(tsc) }
@@ -146,15 +153,6 @@ public final class JITModule: @unchecked Sendable {
             throw JITError("generated module does not verify: \(String(cString: message!))")
         }
         LLVMDisposeMessage(message)
-        let options = LLVMCreatePassBuilderOptions()!
-        defer { LLVMDisposePassBuilderOptions(options) }
-        LLVMPassBuilderOptionsSetLoopVectorization(options, 1)
-        LLVMPassBuilderOptionsSetSLPVectorization(options, 1)
-        try Self.check(LLVMRunPasses(module, "default<O3>", machine, options), "optimising")
-        let text = LLVMPrintModuleToString(module)!
-        ir = String(cString: text)
-        LLVMDisposeMessage(text)
-
         var jit: LLVMOrcLLJITRef?
         try Self.check(LLVMOrcCreateLLJIT(&jit, nil), "creating the JIT")
         self.jit = jit!
@@ -163,8 +161,45 @@ public final class JITModule: @unchecked Sendable {
         try Self.check(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&generator, LLVMOrcLLJITGetGlobalPrefix(jit), nil, nil),
                        "resolving libm")
         LLVMOrcJITDylibAddGenerator(dylib, generator)
-        moduleOwned = false
-        try Self.check(LLVMOrcLLJITAddLLVMIRModule(jit, dylib, LLVMOrcCreateNewThreadSafeModule(module, tsc)), "adding the module")
+
+        var cachePath: String?
+        if let cacheDirectory {
+            let raw = LLVMPrintModuleToString(module)!
+            let key = ObjectCacheKey.of(String(cString: raw) + "\n" + String(cString: cpu) + "\n" + String(cString: features) + "\nLLVM 14 O3")
+            LLVMDisposeMessage(raw)
+            cachePath = cacheDirectory + "/" + key + ".o"
+        }
+        if let cachePath, let object = ObjectCacheKey.load(cachePath) {
+            // A hit: the stored object file, linked as the JIT would link its own.
+            let buffer = object.withUnsafeBytes { LLVMCreateMemoryBufferWithMemoryRangeCopy($0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count, "cached")! }
+            try Self.check(LLVMOrcLLJITAddObjectFile(jit, dylib, buffer), "loading the cached object \(cachePath)")
+            ir = "; machine code loaded from \(cachePath) (optimised IR not kept)\n"
+            cacheHit = true
+        } else {
+            let options = LLVMCreatePassBuilderOptions()!
+            defer { LLVMDisposePassBuilderOptions(options) }
+            LLVMPassBuilderOptionsSetLoopVectorization(options, 1)
+            LLVMPassBuilderOptionsSetSLPVectorization(options, 1)
+            try Self.check(LLVMRunPasses(module, "default<O3>", machine, options), "optimising")
+            let text = LLVMPrintModuleToString(module)!
+            ir = String(cString: text)
+            LLVMDisposeMessage(text)
+            if let cachePath {
+                var buffer: LLVMMemoryBufferRef?
+                if LLVMTargetMachineEmitToMemoryBuffer(machine, module, LLVMObjectFile, &message, &buffer) != 0 {
+                    defer { LLVMDisposeMessage(message) }
+                    throw JITError("generating code: \(String(cString: message!))")
+                }
+                let object = Data(bytes: LLVMGetBufferStart(buffer), count: LLVMGetBufferSize(buffer))
+                ObjectCacheKey.store(object, at: cachePath)
+                try Self.check(LLVMOrcLLJITAddObjectFile(jit, dylib, buffer), "loading the generated object")
+                cacheHit = false
+            } else {
+                moduleOwned = false
+                try Self.check(LLVMOrcLLJITAddLLVMIRModule(jit, dylib, LLVMOrcCreateNewThreadSafeModule(module, tsc)), "adding the module")
+                cacheHit = nil
+            }
+        }
         var functions: [String: ElementwiseFunction] = [:]
         for k in kernels {
             var address: LLVMOrcExecutorAddress = 0
@@ -334,5 +369,51 @@ struct KernelEmitter {
         LLVMAddIncoming(index, &values, &blocks, 2)
         LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, next, to, ""), bodyBlock, exit)
         LLVMPositionBuilderAtEnd(builder, exit)
+    }
+}
+
+/// Names and writes the JIT's object files.
+enum ObjectCacheKey {
+    /// 128 bits of two FNV-1a hashes of the text (different offsets), as hex.
+    static func of(_ text: String) -> String {
+        var a: UInt64 = 0xCBF2_9CE4_8422_2325, b: UInt64 = 0x6C62_272E_07BB_0142
+        for byte in text.utf8 {
+            a = (a ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+            b = (b ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+            b = b ^ (b >> 29)
+        }
+        return String(format: "%016llx%016llx", a, b) + "-\(text.utf8.count)"
+    }
+
+    static let magic = Array("GJITOBJ1".utf8)
+
+    static func checksum(_ bytes: some Collection<UInt8>) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in bytes { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return h
+    }
+
+    /// The object stored at `path`, if its trailer (magic, checksum) says it is whole; a truncated
+    /// or damaged file is a miss and is written again.
+    static func load(_ path: String) -> Data? {
+        guard let data = FileManager.default.contents(atPath: path), data.count > 16 else { return nil }
+        let object = data.prefix(data.count - 16), trailer = Array(data.suffix(16))
+        guard Array(trailer[0..<8]) == magic else { return nil }
+        let sum = trailer[8..<16].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        return sum == checksum(object) ? Data(object) : nil
+    }
+
+    /// Object, magic and checksum to a temporary file, then rename: a concurrent reader sees the
+    /// whole object or none. A cache that cannot be written costs only the next compile's time.
+    static func store(_ object: Data, at path: String) {
+        var object = object
+        let sum = checksum(object)
+        object.append(contentsOf: magic)
+        object.append(contentsOf: (0..<8).map { UInt8(truncatingIfNeeded: sum >> (8 * UInt64($0))) })
+        let dir = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tmp = path + ".tmp.\(getpid())"
+        guard (try? object.write(to: URL(fileURLWithPath: tmp))) != nil else { return }
+        if rename(tmp, path) != 0 { try? FileManager.default.removeItem(atPath: tmp) }
     }
 }

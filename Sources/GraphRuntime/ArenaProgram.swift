@@ -86,7 +86,7 @@ final class ArenaProgram: @unchecked Sendable {
             guard case .fused(let f) = s.op, let e = OutputEpilogue(f, s) else { continue }
             epilogues[s.value] = e
         }
-        let jit = options.jit ? try JITKernels(graph: graph, plan: plan, steps: steps, epilogues: epilogues) : nil
+        let jit = options.jit ? try JITKernels(graph: graph, plan: plan, steps: steps, epilogues: epilogues, cacheDirectory: options.compileCache) : nil
         self.jit = jit
         // The kernel plan: every choice made here, once.
         let tuner = options.tuningCache.map { KernelTuner.shared(path: $0) }

@@ -43,10 +43,14 @@ public struct CompileOptions: Equatable, Sendable {
     /// `cpu` backend: the tuning cache (see `KernelTuner`) where convolution kernels are chosen by
     /// timing the candidates on this machine; nil: the heuristics of `convolution` choose.
     public var tuningCache: String?
+    /// `cpu` backend: a folder where the JIT keeps the machine code of its modules by a hash of
+    /// their IR (see `JITModule`); nil: compiled every time.
+    public var compileCache: String?
     public init(backend: Backend = .cpu, optimize: Bool = true, disabledPasses: Set<String> = [],
                 convolution: ConvolutionAlgorithm = .winograd, jit: Bool = true, vectorISA: VectorISA = .widest,
-                ranks: Int = 1, tuningCache: String? = nil) {
+                ranks: Int = 1, tuningCache: String? = nil, compileCache: String? = nil) {
         self.tuningCache = tuningCache
+        self.compileCache = compileCache
         precondition(vectorISA.isAvailable, "this CPU cannot run \(vectorISA.rawValue) kernels")
         precondition(ranks >= 1, "ranks must be at least 1")
         self.ranks = ranks
@@ -121,7 +125,9 @@ public final class Executable: @unchecked Sendable {
     let program: ArenaProgram?
 
     /// The optimised LLVM IR of the executable's JIT-compiled kernels (nil without the JIT).
-    public var llvmIR: String? { program?.jit?.module.ir }
+    public var llvmIR: String? { program?.jit.map { $0.modules.map(\.ir).joined(separator: "\n") } }
+    /// Whether the JIT's machine code came from the object cache (nil: no JIT, or no cache given).
+    public var jitCacheHit: Bool? { program?.jit.flatMap { j in j.modules.allSatisfy { $0.cacheHit == true } ? true : j.modules.first?.cacheHit.map { _ in false } } }
     /// How many times the kernels' scratch memory had to grow: constant after the first run (the
     /// steady state allocates no scratch).
     public var workspaceAllocations: Int { program?.workspace.allocations ?? 0 }

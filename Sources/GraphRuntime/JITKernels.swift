@@ -9,7 +9,9 @@ import GraphPasses
 /// (input kernel) over trailing axes, every standalone unary, binary or select op, and the
 /// elementwise tails of fused output kernels, compiled together when the executable is compiled.
 final class JITKernels: @unchecked Sendable {
-    let module: JITModule
+    /// The kernels in a few modules compiled side by side (LLVM's optimiser and code generator are
+    /// single-threaded per module).
+    let modules: [JITModule]
     /// value index -> (function, loop nest)
     typealias Compiled = (function: ElementwiseFunction, nest: LoopNest, splittable: Bool)
     let kernels: [Int: Compiled]
@@ -19,7 +21,7 @@ final class JITKernels: @unchecked Sendable {
     /// Elements below which a kernel runs on one core (thread start-up costs more than it saves).
     static let parallelThreshold = 1 << 15
 
-    init(graph: Graph, plan: MemoryPlan, steps: [Step], epilogues: [Int: OutputEpilogue]) throws {
+    init(graph: Graph, plan: MemoryPlan, steps: [Step], epilogues: [Int: OutputEpilogue], cacheDirectory: String?) throws {
         var reuses: [Int: Int] = [:]
         for b in plan.buffers { if let r = b.reuses { reuses[b.value.index] = r.index } }
         var specs: [ElementwiseKernel] = []
@@ -35,10 +37,23 @@ final class JITKernels: @unchecked Sendable {
             specs.append(ElementwiseKernel(name: "k\(s.value)", body: body, operandShapes: s.operandShapes, shape: s.shape, inPlaceOperands: inPlace))
         }
         let tails = epilogues.sorted { $0.key < $1.key }.map { $0.value.jitKernel(name: "e\($0.key)") }
-        module = try JITModule(specs + tails)
+        let all = specs + tails
+        let parts = all.count >= 16 ? max(1, min(Parallel.threads ?? ProcessInfo.processInfo.activeProcessorCount, 4)) : 1
+        let slices = (0..<parts).map { p in Array(all[(all.count * p / parts)..<(all.count * (p + 1) / parts)]) }
+        let built = UnsafeMutablePointer<Result<JITModule, Error>?>.allocate(capacity: parts)
+        built.initialize(repeating: nil, count: parts)
+        defer { built.deinitialize(count: parts); built.deallocate() }
+        nonisolated(unsafe) let results = built
+        let cache = cacheDirectory
+        Parallel.forEach(parts) { p in results[p] = Result { try JITModule(slices[p], cacheDirectory: cache) } }
+        modules = try (0..<parts).map { try built[$0]!.get() }
         var kernels: [Int: Compiled] = [:], epilogueKernels = kernels
-        let module = module
-        func compiled(_ name: String) -> Compiled { (module.functions[name]!, module.nests[name]!, module.splittable[name]!) }
+        var owner: [String: JITModule] = [:]
+        for m in modules { for name in m.functions.keys { owner[name] = m } }
+        func compiled(_ name: String) -> Compiled {
+            let m = owner[name]!
+            return (m.functions[name]!, m.nests[name]!, m.splittable[name]!)
+        }
         for k in specs { kernels[Int(k.name.dropFirst())!] = compiled(k.name) }
         for k in tails { epilogueKernels[Int(k.name.dropFirst())!] = compiled(k.name) }
         self.kernels = kernels

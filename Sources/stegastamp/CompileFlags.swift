@@ -11,6 +11,8 @@ struct CompileFlags: ParsableArguments {
     @Flag(help: "cpu backend: choose convolution kernels by the built-in rules instead of timing the candidates on this machine.")
     var noTune = false
     @Option(help: "cpu backend: the tuning cache (default ~/.cache/stegastamp/tuning.json).") var tuningCache: String?
+    @Flag(help: "cpu backend: JIT-compile every time instead of loading machine code kept from an earlier compile (~/.cache/stegastamp/jit).")
+    var noCompileCache = false
     @Option(help: "cpu backend, with --no-tune: winograd, direct or gemm (default winograd, or $STEGASTAMP_CONV).")
     var conv: ConvolutionAlgorithm?
     @Option(help: "cpu backend: the direct kernels' instruction set, avx2 or avx512 (default: the widest this CPU has, or $STEGASTAMP_ISA).")
@@ -29,7 +31,14 @@ struct CompileFlags: ParsableArguments {
         let explicit = self.conv != nil || env["STEGASTAMP_CONV"] != nil || self.isa != nil || env["STEGASTAMP_ISA"] != nil
         let tuned = tune && !noTune && !explicit && backend == .cpu
         return CompileOptions(backend: backend, convolution: conv, jit: !noJit && env["STEGASTAMP_JIT"] != "0", vectorISA: isa,
-                              tuningCache: tuned ? (tuningCache ?? KernelTuner.defaultPath) : nil)
+                              tuningCache: tuned ? (tuningCache ?? KernelTuner.defaultPath) : nil,
+                              compileCache: noCompileCache || backend != .cpu ? nil : Self.defaultCompileCache)
+    }
+}
+
+extension CompileFlags {
+    static var defaultCompileCache: String {
+        (ProcessInfo.processInfo.environment["HOME"] ?? NSTemporaryDirectory()) + "/.cache/stegastamp/jit"
     }
 }
 
