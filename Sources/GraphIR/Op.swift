@@ -60,6 +60,18 @@ public enum Op: Hashable, Sendable {
     case fused(FusedKernel)
 }
 
+/// The cases of `Op` without their attributes, named as the text format names them (unary,
+/// binary and reduce ops print their own sub-enum's names).
+public enum OpKind: String, CaseIterable, Hashable, Sendable {
+    case unary, binary, select, reduce, reshape, transpose, broadcast, concat, slice, pad, reverse, matmul, conv2d
+    case conv2dBackpropInput = "conv2d_backprop_input", conv2dBackpropFilter = "conv2d_backprop_filter"
+    case upsampleNearest = "upsample_nearest", avgPool = "avg_pool", avgPoolBackprop = "avg_pool_backprop"
+    case maxPool = "max_pool", maxPoolBackprop = "max_pool_backprop", bilinearSample = "bilinear_sample"
+    case bilinearSampleGradImage = "bilinear_sample_grad_image", bilinearSampleGradCoords = "bilinear_sample_grad_coords"
+    case projectiveWarp = "projective_warp", projectiveWarpTranspose = "projective_warp_transpose"
+    case randomUniform = "random_uniform", randomNormal = "random_normal", allReduce = "all_reduce", fused
+}
+
 /// The legality class a fusion was made under (TVM's pattern lattice, XLA's fusion kinds).
 public enum FusionKind: String, CaseIterable, Hashable, Sendable {
     /// Elementwise chains: one loop.
@@ -164,38 +176,49 @@ public struct AttributeError: Error, CustomStringConvertible {
 }
 
 extension Op {
-    /// The op's name in the text format.
+    /// The op's name in the text format: the kind's, or for unary, binary and reduce ops their own.
     public var name: String {
         switch self {
         case .unary(let u): return u.rawValue
         case .binary(let b): return b.rawValue
-        case .select: return "select"
         case .reduce(let r, _, _): return r.rawValue
-        case .reshape: return "reshape"
-        case .transpose: return "transpose"
-        case .broadcast: return "broadcast"
-        case .concat: return "concat"
-        case .slice: return "slice"
-        case .pad: return "pad"
-        case .reverse: return "reverse"
-        case .matmul: return "matmul"
-        case .conv2d: return "conv2d"
-        case .conv2dBackpropInput: return "conv2d_backprop_input"
-        case .conv2dBackpropFilter: return "conv2d_backprop_filter"
-        case .upsampleNearest: return "upsample_nearest"
-        case .avgPool: return "avg_pool"
-        case .avgPoolBackprop: return "avg_pool_backprop"
-        case .maxPool: return "max_pool"
-        case .maxPoolBackprop: return "max_pool_backprop"
-        case .bilinearSample: return "bilinear_sample"
-        case .bilinearSampleGradImage: return "bilinear_sample_grad_image"
-        case .bilinearSampleGradCoords: return "bilinear_sample_grad_coords"
-        case .projectiveWarp: return "projective_warp"
-        case .projectiveWarpTranspose: return "projective_warp_transpose"
-        case .randomUniform: return "random_uniform"
-        case .randomNormal: return "random_normal"
-        case .allReduce: return "all_reduce"
-        case .fused: return "fused"
+        default: return kind.rawValue
+        }
+    }
+
+    /// Which case of the registry this op is (exhaustive: a new case of `Op` is a compile error
+    /// here, then in `make` and in the tests' `OpSamples`, until each covers it).
+    public var kind: OpKind {
+        switch self {
+        case .unary: return .unary
+        case .binary: return .binary
+        case .select: return .select
+        case .reduce: return .reduce
+        case .reshape: return .reshape
+        case .transpose: return .transpose
+        case .broadcast: return .broadcast
+        case .concat: return .concat
+        case .slice: return .slice
+        case .pad: return .pad
+        case .reverse: return .reverse
+        case .matmul: return .matmul
+        case .conv2d: return .conv2d
+        case .conv2dBackpropInput: return .conv2dBackpropInput
+        case .conv2dBackpropFilter: return .conv2dBackpropFilter
+        case .upsampleNearest: return .upsampleNearest
+        case .avgPool: return .avgPool
+        case .avgPoolBackprop: return .avgPoolBackprop
+        case .maxPool: return .maxPool
+        case .maxPoolBackprop: return .maxPoolBackprop
+        case .bilinearSample: return .bilinearSample
+        case .bilinearSampleGradImage: return .bilinearSampleGradImage
+        case .bilinearSampleGradCoords: return .bilinearSampleGradCoords
+        case .projectiveWarp: return .projectiveWarp
+        case .projectiveWarpTranspose: return .projectiveWarpTranspose
+        case .randomUniform: return .randomUniform
+        case .randomNormal: return .randomNormal
+        case .allReduce: return .allReduce
+        case .fused: return .fused
         }
     }
 
@@ -264,44 +287,41 @@ extension Op {
         } else if let r = ReduceOp(rawValue: name) {
             op = .reduce(r, axes: try reader.ints("axes"), keepDims: try reader.bool("keep_dims"))
         } else {
-            switch name {
-            case "select": op = .select
-            case "reshape": op = .reshape(shape: try reader.ints("shape"))
-            case "transpose": op = .transpose(perm: try reader.ints("perm"))
-            case "broadcast": op = .broadcast(shape: try reader.ints("shape"))
-            case "concat": op = .concat(axis: try reader.int("axis"))
-            case "slice": op = .slice(begin: try reader.ints("begin"), end: try reader.ints("end"))
-            case "pad":
+            guard let kind = OpKind(rawValue: name) else { throw AttributeError(description: "unknown op '\(name)'") }
+            switch kind {
+            case .unary, .binary, .reduce: throw AttributeError(description: "unknown op '\(name)'")  // named by their sub-enums
+            case .fused: throw AttributeError(description: "fused kernels are written as fused blocks, not as an op line")
+            case .select: op = .select
+            case .reshape: op = .reshape(shape: try reader.ints("shape"))
+            case .transpose: op = .transpose(perm: try reader.ints("perm"))
+            case .broadcast: op = .broadcast(shape: try reader.ints("shape"))
+            case .concat: op = .concat(axis: try reader.int("axis"))
+            case .slice: op = .slice(begin: try reader.ints("begin"), end: try reader.ints("end"))
+            case .pad:
                 op = .pad(before: try reader.ints("before"), after: try reader.ints("after"),
                           mode: try reader.word("mode", PadMode.self), value: try reader.float("value"))
-            case "reverse": op = .reverse(axes: try reader.ints("axes"))
-            case "matmul": op = .matmul(transposeA: try reader.bool("transpose_a"), transposeB: try reader.bool("transpose_b"))
-            case "conv2d": op = .conv2d(try reader.conv())
-            case "conv2d_backprop_input":
-                op = .conv2dBackpropInput(try reader.conv(), inputShape: try reader.ints("input_shape"))
-            case "conv2d_backprop_filter":
-                op = .conv2dBackpropFilter(try reader.conv(), filterShape: try reader.ints("filter_shape"))
-            case "upsample_nearest": op = .upsampleNearest(factors: try reader.ints("factors"))
-            case "avg_pool": op = .avgPool(window: try reader.ints("window"), strides: try reader.ints("strides"))
-            case "avg_pool_backprop":
+            case .reverse: op = .reverse(axes: try reader.ints("axes"))
+            case .matmul: op = .matmul(transposeA: try reader.bool("transpose_a"), transposeB: try reader.bool("transpose_b"))
+            case .conv2d: op = .conv2d(try reader.conv())
+            case .conv2dBackpropInput: op = .conv2dBackpropInput(try reader.conv(), inputShape: try reader.ints("input_shape"))
+            case .conv2dBackpropFilter: op = .conv2dBackpropFilter(try reader.conv(), filterShape: try reader.ints("filter_shape"))
+            case .upsampleNearest: op = .upsampleNearest(factors: try reader.ints("factors"))
+            case .avgPool: op = .avgPool(window: try reader.ints("window"), strides: try reader.ints("strides"))
+            case .avgPoolBackprop:
                 op = .avgPoolBackprop(window: try reader.ints("window"), strides: try reader.ints("strides"),
                                       inputShape: try reader.ints("input_shape"))
-            case "max_pool": op = .maxPool(window: try reader.ints("window"), strides: try reader.ints("strides"))
-            case "max_pool_backprop": op = .maxPoolBackprop(window: try reader.ints("window"), strides: try reader.ints("strides"))
-            case "bilinear_sample": op = .bilinearSample(mode: try reader.word("mode", SampleMode.self))
-            case "bilinear_sample_grad_image":
+            case .maxPool: op = .maxPool(window: try reader.ints("window"), strides: try reader.ints("strides"))
+            case .maxPoolBackprop: op = .maxPoolBackprop(window: try reader.ints("window"), strides: try reader.ints("strides"))
+            case .bilinearSample: op = .bilinearSample(mode: try reader.word("mode", SampleMode.self))
+            case .bilinearSampleGradImage:
                 op = .bilinearSampleGradImage(mode: try reader.word("mode", SampleMode.self), size: try reader.ints("size"))
-            case "bilinear_sample_grad_coords":
-                op = .bilinearSampleGradCoords(mode: try reader.word("mode", SampleMode.self))
-            case "projective_warp":
-                op = .projectiveWarp(inverse: try reader.bool("inverse"),
-                                     gradient: try reader.word("gradient", WarpGradient.self))
-            case "projective_warp_transpose": op = .projectiveWarpTranspose(inverse: try reader.bool("inverse"))
-            case "random_uniform": op = .randomUniform(shape: try reader.ints("shape"), key: try reader.int("key"))
-            case "random_normal": op = .randomNormal(shape: try reader.ints("shape"), key: try reader.int("key"))
-            case "all_reduce": op = .allReduce(try reader.word("reduction", AllReduceOp.self))
-            default:
-                throw AttributeError(description: "unknown op '\(name)'")
+            case .bilinearSampleGradCoords: op = .bilinearSampleGradCoords(mode: try reader.word("mode", SampleMode.self))
+            case .projectiveWarp:
+                op = .projectiveWarp(inverse: try reader.bool("inverse"), gradient: try reader.word("gradient", WarpGradient.self))
+            case .projectiveWarpTranspose: op = .projectiveWarpTranspose(inverse: try reader.bool("inverse"))
+            case .randomUniform: op = .randomUniform(shape: try reader.ints("shape"), key: try reader.int("key"))
+            case .randomNormal: op = .randomNormal(shape: try reader.ints("shape"), key: try reader.int("key"))
+            case .allReduce: op = .allReduce(try reader.word("reduction", AllReduceOp.self))
             }
         }
         try reader.finish()
