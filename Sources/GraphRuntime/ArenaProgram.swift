@@ -24,7 +24,7 @@ typealias Args = UnsafePointer<UnsafePointer<Float>>
 /// once when the executable is compiled, at the offset the MemoryPlan gave it; kernels run in
 /// schedule order and write straight into their buffers. Inputs and parameters are read where
 /// the caller keeps them; updates are copied into the parameter store in place.
-final class ArenaProgram: @unchecked Sendable {
+final class ArenaProgram: BackendProgram, @unchecked Sendable {
     let graph: Graph
     let plan: MemoryPlan
     let options: CompileOptions

@@ -106,7 +106,11 @@ public enum Compiler {
         }
         let plan = MemoryPlan.plan(optimised)
         try plan.check()
-        let program = options.backend == .cpu ? try ArenaProgram(graph: optimised, plan: plan, options: options) : nil
+        let program: BackendProgram
+        switch options.backend {
+        case .cpu: program = try ArenaProgram(graph: optimised, plan: plan, options: options)
+        case .interpreter: program = InterpreterProgram(graph: optimised)
+        }
         return Executable(graph: optimised, signature: signature, options: options, plan: plan, program: program)
     }
 }
@@ -119,10 +123,10 @@ public final class Executable: @unchecked Sendable {
     public let options: CompileOptions
     /// The static memory plan of the optimised graph (checked at compile time).
     public let plan: MemoryPlan
-    /// Index of the last value that reads each value (values read by outputs/updates never die).
-    let lastUse: [Int]
     /// The `cpu` backend's arena execution (nil for the interpreter).
-    let program: ArenaProgram?
+    let backend: BackendProgram
+    /// The `cpu` backend's arena execution (nil for the interpreter).
+    var program: ArenaProgram? { backend as? ArenaProgram }
 
     /// The optimised LLVM IR of the executable's JIT-compiled kernels (nil without the JIT).
     public var llvmIR: String? { program?.jit.map { $0.modules.map(\.ir).joined(separator: "\n") } }
@@ -137,17 +141,12 @@ public final class Executable: @unchecked Sendable {
     /// How many kernels of the schedule the JIT compiled.
     public var jitKernelCount: Int { (program?.jit?.kernels.count ?? 0) + (program?.jit?.epilogueKernels.count ?? 0) }
 
-    init(graph: Graph, signature: Signature, options: CompileOptions, plan: MemoryPlan, program: ArenaProgram?) {
-        self.program = program
+    init(graph: Graph, signature: Signature, options: CompileOptions, plan: MemoryPlan, program: BackendProgram) {
+        self.backend = program
         self.graph = graph
         self.signature = signature
         self.options = options
         self.plan = plan
-        var last = [Int](repeating: -1, count: graph.values.count)
-        for (i, v) in graph.values.enumerated() { for o in v.operands { last[o.index] = i } }
-        for o in graph.outputs { last[o.value.index] = Int.max }
-        for u in graph.updates { last[u.value.index] = Int.max }
-        lastUse = last
     }
 
     /// Checks feeds against the signature; errors name the expected and the actual shapes.
@@ -176,32 +175,7 @@ public final class Executable: @unchecked Sendable {
                 throw ExecutionError("parameter '\(v.name)': expected f32\(Shape.describe(v.shape)), got f32\(Shape.describe(t.shape))")
             }
         }
-        if let program { return program.run(feeds, parameters: &parameters, profile: profile) }
-        var values = [Tensor?](repeating: nil, count: graph.values.count)
-        for (i, v) in graph.values.enumerated() {
-            switch v.definition {
-            case .input:
-                values[i] = feeds[v.name]
-            case .parameter:
-                values[i] = parameters[v.name]!
-            case .constant(let t):
-                values[i] = t
-            case .op(let op, let operands):
-                let args = operands.map { values[$0.index]! }
-                if let profile {
-                    let t = DispatchTime.now().uptimeNanoseconds
-                    values[i] = ReferenceKernels.run(op, args, shape: v.shape)
-                    profile.add(Profile.kind(op), Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
-                } else {
-                    values[i] = ReferenceKernels.run(op, args, shape: v.shape)
-                }
-                for o in operands where lastUse[o.index] == i { values[o.index] = nil }
-            }
-        }
-        var outputs: [String: Tensor] = [:]
-        for o in graph.outputs { outputs[o.name] = values[o.value.index]! }
-        for u in graph.updates { parameters[graph[u.parameter].name] = values[u.value.index]! }
-        return outputs
+        return backend.run(feeds, parameters: &parameters, profile: profile)
     }
 
     /// Runs a graph that has no parameters, or leaves them at their initial values.

@@ -1,0 +1,274 @@
+import CBLAS
+import Dispatch
+import FastKernelSupport
+import FastKernels
+import GraphIR
+import GraphKernels
+
+/// Convolutions, their gradients and matmul: the direct / Winograd kernels or im2col + sgemm, as the plan chose.
+extension CPUKernels {
+    /// A fused `output` kernel that is exactly conv2d -> add(bias [co]) [-> relu] whose convolution
+    /// runs on the direct kernels: one pass with the epilogue applied as tiles are stored. Nil for
+    /// any other body, or where the convolution goes to sgemm (the plan then runs it with its tail).
+    static func fusedConvolution(_ f: FusedKernel, _ s: Step, conv: (Step) -> ConvKernel) -> (Kernel, KernelBody)? {
+        guard f.kind == .output else { return nil }
+        let body = f.body
+        let ops = body.values.enumerated().filter { $0.element.op != nil }
+        guard ops.count == 2 || ops.count == 3 else { return nil }
+        func argIndex(_ id: ValueID) -> Int? { body.inputs.firstIndex(of: id) }
+        let shapes = s.operandShapes
+        guard case .op(.conv2d(let c), let convArgs) = ops[0].element.definition,
+              let xi = argIndex(convArgs[0]), let ki = argIndex(convArgs[1]),
+              case .op(.binary(.add), let addArgs) = ops[1].element.definition, addArgs[0].index == ops[0].offset,
+              let bi = argIndex(addArgs[1]), shapes[bi] == [shapes[ki][3]] else { return nil }
+        var relu = false
+        if ops.count == 3 {
+            guard case .op(.unary(.relu), let r) = ops[2].element.definition, r[0].index == ops[1].offset else { return nil }
+            relu = true
+        }
+        guard body.outputs[0].value.index == ops.last!.offset else { return nil }
+        let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
+        if g.k == 0 || Shape.count(s.shape) == 0 { return nil }
+        let contraction = Step(value: s.value, op: .conv2d(c), operands: [xi, ki], operandShapes: [shapes[xi], shapes[ki]], shape: s.shape,
+                               argStart: 0, count: 2)
+        let choice = conv(contraction)
+        guard let direct = choice.directKernels else { return nil }
+        let geometry = DirectConvGeometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
+        return (.convolution(choice, epilogue: relu ? "bias+relu" : "bias"), { x, out, w in
+            direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: w)
+        })
+    }
+
+    static func matmul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ aShape: [Int], _ ta: Bool, _ tb: Bool,
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
+        let r = shape.count
+        let m = shape[r - 2], n = shape[r - 1]
+        let k = ta ? aShape[r - 2] : aShape[r - 1]
+        let batch = Shape.count(Array(shape[..<(r - 2)]))
+        if k == 0 { out.update(repeating: 0, count: batch * m * n); return }
+        for p in 0..<batch {
+            Sgemm.run(transA: ta, transB: tb, m: m, n: n, k: k, a + p * m * k, lda: ta ? m : k, b + p * k * n, ldb: tb ? k : n,
+                      out + p * m * n, ldc: n)
+        }
+    }
+
+    struct ConvGeometry {
+        let n, h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl: Int
+        var k: Int { kh * kw * ci }
+
+        init(x: [Int], kernel: [Int], out: [Int], _ c: ConvAttributes) {
+            (n, h, w, ci) = (x[0], x[1], x[2], x[3])
+            (kh, kw, co) = (kernel[0], kernel[1], kernel[3])
+            (oh, ow) = (out[1], out[2])
+            (sh, sw, pt, pl) = (c.strides[0], c.strides[1], c.padding[0], c.padding[2])
+        }
+
+        /// Output rows per im2col tile: keeps the column buffer near 1 MiB.
+        var rowsPerTile: Int { max(1, min(oh, (1 << 18) / max(1, ow * k))) }
+
+        var isPointwise: Bool { kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && oh == h && ow == w }
+
+        /// Whether DirectConv beats im2col + sgemm for this shape: measured with `stegastamp bench
+        /// --convolutions` (2026-11-30, AVX-512 tiles, single-pixel tiles with four sums, sgemm
+        /// split by the executor), the direct kernel won at every width in W3 down to 8 pixels
+        /// (4x16x16x256 -> 2x2x128: 0.79 against 1.48 ms; 4x32x32x64 -> 3x3x128 stride 2: 1.02
+        /// against 1.84 ms for two). Narrower outputs (none in W3) stay on sgemm, unmeasured.
+        var prefersDirect: Bool { !isPointwise && ow >= 8 }
+
+        /// Calls `body(b, y0, y1, col)` for every tile of output rows of every image, with a column
+        /// buffer of `rowsPerTile` rows (allocated once per call).
+        func forEachTile(_ workspace: Workspace, _ body: (Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+            let tile = rowsPerTile
+            let col = workspace.buffer(.columns, tile * ow * k, of: Float.self)
+            for b in 0..<n {
+                var y0 = 0
+                while y0 < oh {
+                    let y1 = min(oh, y0 + tile)
+                    body(b, y0, y1, col)
+                    y0 = y1
+                }
+            }
+        }
+
+        /// Fills col[(y - y0) * ow + x, (i * kw + j) * ci + q] for output rows y0..<y1 of image b.
+        func im2col(_ x: UnsafePointer<Float>, b: Int, y0: Int, y1: Int, into col: UnsafeMutablePointer<Float>) {
+            let kk = k
+            for y in y0..<y1 {
+                for xo in 0..<ow {
+                    let row = col + ((y - y0) * ow + xo) * kk
+                    for i in 0..<kh {
+                        let iy = y * sh - pt + i
+                        for j in 0..<kw {
+                            let ix = xo * sw - pl + j
+                            let dst = row + (i * kw + j) * ci
+                            if iy < 0 || iy >= h || ix < 0 || ix >= w {
+                                dst.update(repeating: 0, count: ci)
+                            } else {
+                                dst.update(from: x + ((b * h + iy) * w + ix) * ci, count: ci)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Adds col back into the image (the adjoint of im2col).
+        func col2im(_ col: UnsafePointer<Float>, b: Int, y0: Int, y1: Int, into x: UnsafeMutablePointer<Float>) {
+            let kk = k
+            for y in y0..<y1 {
+                for xo in 0..<ow {
+                    let row = col + ((y - y0) * ow + xo) * kk
+                    for i in 0..<kh {
+                        let iy = y * sh - pt + i
+                        if iy < 0 || iy >= h { continue }
+                        for j in 0..<kw {
+                            let ix = xo * sw - pl + j
+                            if ix < 0 || ix >= w { continue }
+                            let src = row + (i * kw + j) * ci
+                            let dst = x + ((b * h + iy) * w + ix) * ci
+                            for q in 0..<ci { dst[q] += src[q] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func conv2d(_ x: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ xShape: [Int], _ kShape: [Int], _ c: ConvAttributes,
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, kernel choice: ConvKernel, _ workspace: Workspace) {
+        let g = ConvGeometry(x: xShape, kernel: kShape, out: shape, c)
+        if g.k == 0 { out.update(repeating: 0, count: Shape.count(shape)); return }
+        if let direct = choice.directKernels {
+            let geometry = DirectConvGeometry(input: xShape, kernel: kShape, output: shape, strides: c.strides, padding: c.padding)
+            direct.forward(x, kernel, out, geometry, workspace: workspace)
+            return
+        }
+        if g.isPointwise {
+            Sgemm.run(m: g.n * g.h * g.w, n: g.co, k: g.ci, x, lda: g.ci, kernel, ldb: g.co, out, ldc: g.co)
+            return
+        }
+        g.forEachTile(workspace) { b, y0, y1, col in
+            g.im2col(x, b: b, y0: y0, y1: y1, into: col)
+            Sgemm.run(m: (y1 - y0) * g.ow, n: g.co, k: g.k, col, lda: g.k, kernel, ldb: g.co, out + (b * g.oh + y0) * g.ow * g.co, ldc: g.co)
+        }
+    }
+
+    /// dx = conv2d_backprop_input(dy, k), as forward convolutions over dy on the direct / Winograd
+    /// kernels (`inputGradientByPhases`) where they take the shape; otherwise sgemm + col2im.
+    static func conv2dBackpropInput(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ dyShape: [Int], _ kShape: [Int],
+                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, kernel choice: ConvKernel,
+                                    _ workspace: Workspace) {
+        let g = ConvGeometry(x: shape, kernel: kShape, out: dyShape, c)
+        let total = Shape.count(shape)
+        if Shape.count(dyShape) == 0 || g.k == 0 { dx.update(repeating: 0, count: total); return }
+        if let direct = choice.directKernels, let phases = inputGradientPhases(g, direct) {
+            inputGradientByPhases(dy, kernel, g, phases, dx, direct, workspace)
+            return
+        }
+        dx.update(repeating: 0, count: total)
+        if g.isPointwise {
+            Sgemm.run(transB: true, m: g.n * g.h * g.w, n: g.ci, k: g.co, dy, lda: g.co, kernel, ldb: g.co, dx, ldc: g.ci)
+            return
+        }
+        g.forEachTile(workspace) { b, y0, y1, col in
+            Sgemm.run(transB: true, m: (y1 - y0) * g.ow, n: g.k, k: g.co, dy + (b * g.oh + y0) * g.ow * g.co, lda: g.co, kernel, ldb: g.co,
+                      col, ldc: g.k)
+            g.col2im(col, b: b, y0: y0, y1: y1, into: dx)
+        }
+    }
+
+    /// The input gradient as forward convolutions over dy. Output pixel (y, x) = (s*Y + py, s*X + px)
+    /// of phase (py, px) receives the kernel taps i = i0 + s*a (i0 = (py + pt) mod s), from dy rows
+    /// Y + cy - a (cy = (py + pt - i0) / s), and likewise along x: a stride-1 convolution of dy with
+    /// the phase's taps flipped in space and transposed in channels. Stride 1 is one phase, written
+    /// straight into dx (so it gets Winograd where 3x3); with stride 2 each of the four phases
+    /// (taps 2x2, 2x1, 1x2, 1x1 of a 3x3 kernel) runs into scratch and is scattered into dx. This
+    /// replaced sgemm + col2im for strided convolutions (about 2x faster at 400x400: 4x200x200x32 ->
+    /// 3x3x64, 9.7 -> 4.8 ms; the scatter costs what output strides in the kernel would save).
+    struct Phase { var py, px, rows, cols, i0, j0, taps, tapsX: Int; var geometry: DirectConvGeometry? }
+
+    /// The phases of the input gradient on these direct kernels; nil where a phase would need
+    /// negative padding or is narrower than the direct kernel takes (sgemm + col2im then).
+    static func inputGradientPhases(_ g: ConvGeometry, _ direct: DirectKernels) -> [Phase]? {
+        let (kh, kw, ci, co, sh, sw) = (g.kh, g.kw, g.ci, g.co, g.sh, g.sw)
+        // Strided with few input channels (the 3-channel image: 3 of a tile's 16-32 lanes, plus the
+        // scatter) measured slower than sgemm + col2im (4x400x400x3: 8.6 against 7.1 ms).
+        if (sh > 1 || sw > 1) && ci < 16 { return nil }
+        var phases: [Phase] = []
+        for py in 0..<sh {
+            for px in 0..<sw {
+                let rows = (g.h - py + sh - 1) / sh, cols = (g.w - px + sw - 1) / sw
+                if rows <= 0 || cols <= 0 { continue }
+                let i0 = (py + g.pt) % sh, j0 = (px + g.pl) % sw
+                let taps = i0 < kh ? (kh - i0 + sh - 1) / sh : 0, tapsX = j0 < kw ? (kw - j0 + sw - 1) / sw : 0
+                var phase = Phase(py: py, px: px, rows: rows, cols: cols, i0: i0, j0: j0, taps: taps, tapsX: tapsX, geometry: nil)
+                if taps > 0 && tapsX > 0 {
+                    let top = taps - 1 - (py + g.pt - i0) / sh, left = tapsX - 1 - (px + g.pl - j0) / sw
+                    let bottom = max(0, rows - 1 - top + taps - 1 - (g.oh - 1)), right = max(0, cols - 1 - left + tapsX - 1 - (g.ow - 1))
+                    let geometry = DirectConvGeometry(input: [g.n, g.oh, g.ow, co], kernel: [taps, tapsX, co, ci], output: [g.n, rows, cols, ci],
+                                                      strides: [1, 1], padding: [top, bottom, left, right])
+                    if top < 0 || left < 0 || !direct.takes(geometry, wide: cols >= 8) { return nil }
+                    phase.geometry = geometry
+                }
+                phases.append(phase)
+            }
+        }
+        return phases
+    }
+
+    static func inputGradientByPhases(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ g: ConvGeometry, _ phases: [Phase],
+                                      _ dx: UnsafeMutablePointer<Float>, _ direct: DirectKernels, _ workspace: Workspace) {
+        let (kw, ci, co, sh, sw) = (g.kw, g.ci, g.co, g.sh, g.sw)
+        let single = sh == 1 && sw == 1
+        for phase in phases {
+            let out = single ? dx : workspace.buffer(.columns, g.n * phase.rows * phase.cols * ci, of: Float.self)
+            if let geometry = phase.geometry {
+                // F[a][b][o][q] = K[i0 + sh * (taps - 1 - a)][j0 + sw * (tapsX - 1 - b)][q][o]
+                let f = workspace.buffer(.flippedKernel, phase.taps * phase.tapsX * co * ci, of: Float.self)
+                for a in 0..<phase.taps {
+                    for b in 0..<phase.tapsX {
+                        let src = kernel + ((phase.i0 + sh * (phase.taps - 1 - a)) * kw + phase.j0 + sw * (phase.tapsX - 1 - b)) * ci * co
+                        let dst = f + (a * phase.tapsX + b) * co * ci
+                        for q in 0..<ci { for o in 0..<co { dst[o * ci + q] = src[q * co + o] } }
+                    }
+                }
+                direct.forward(dy, f, out, geometry, workspace: workspace)
+            } else {
+                out.update(repeating: 0, count: g.n * phase.rows * phase.cols * ci)  // no tap reaches this phase
+            }
+            if single { continue }
+            // Scatter the phase into every sh-th row and sw-th column of dx.
+            nonisolated(unsafe) let (src, result) = (UnsafePointer(out), dx)
+            let (h, w, rows, cols, py, px) = (g.h, g.w, phase.rows, phase.cols, phase.py, phase.px)
+            onBothCores(g.n * rows, elements: g.n * rows * cols * ci) { range in
+                for r in range {
+                    let b = r / rows, y = py + sh * (r % rows)
+                    let line = src + r * cols * ci, target = result + ((b * h + y) * w + px) * ci
+                    for x in 0..<cols { copy(line + x * ci, to: target + x * sw * ci, ci) }
+                }
+            }
+        }
+    }
+
+    static func conv2dBackpropFilter(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ xShape: [Int], _ dyShape: [Int],
+                                     _ c: ConvAttributes, _ shape: [Int], _ dk: UnsafeMutablePointer<Float>, kernel choice: ConvKernel,
+                                     _ workspace: Workspace) {
+        let g = ConvGeometry(x: xShape, kernel: shape, out: dyShape, c)
+        dk.update(repeating: 0, count: Shape.count(shape))
+        if Shape.count(dyShape) == 0 || g.k == 0 { return }
+        if let direct = choice.directKernels {
+            let geometry = DirectConvGeometry(input: xShape, kernel: shape, output: dyShape, strides: c.strides, padding: c.padding)
+            direct.filterGradient(x, dy, dk, geometry, workspace: workspace)
+            return
+        }
+        if g.isPointwise {
+            Sgemm.run(transA: true, m: g.ci, n: g.co, k: g.n * g.h * g.w, x, lda: g.ci, dy, ldb: g.co, dk, ldc: g.co)
+            return
+        }
+        g.forEachTile(workspace) { b, y0, y1, col in
+            g.im2col(x, b: b, y0: y0, y1: y1, into: col)
+            Sgemm.run(transA: true, m: g.k, n: g.co, k: (y1 - y0) * g.ow, col, lda: g.k, dy + (b * g.oh + y0) * g.ow * g.co, ldb: g.co,
+                      beta: 1, dk, ldc: g.co)
+        }
+    }
+}
