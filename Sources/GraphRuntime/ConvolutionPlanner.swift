@@ -91,3 +91,15 @@ struct ConvolutionPlanner {
         return tuner.choose(s, candidates: candidates)
     }
 }
+
+/// The tuner's view of one convolution, for benchmarks: every candidate kernel with its time.
+public enum ConvolutionCandidates {
+    /// (kernel, seconds per call) for every kernel that can run `op` on operands of these shapes, the
+    /// rules' choice first; timed as the tuner times them.
+    public static func timed(_ op: Op, operandShapes: [[Int]], shape: [Int], options: CompileOptions = CompileOptions()) -> [(ConvKernel, Double)] {
+        let s = Step(value: 0, op: op, operands: Array(operandShapes.indices), operandShapes: operandShapes, shape: shape, argStart: 0,
+                     count: operandShapes.count)
+        let heuristic = ConvolutionPlanner(options: options, tuner: nil).heuristic(s)
+        return ConvolutionPlanner.candidates(s, heuristic: heuristic).map { ($0, KernelTuner.time(s, $0)) }
+    }
+}

@@ -68,6 +68,15 @@ struct ConvolutionBench {
         return times.sorted()[times.count / 2]
     }
 
+    /// Every kernel the tuner could choose for the case, timed alone.
+    func candidates(_ c: Case) -> String {
+        let timed = ConvolutionCandidates.timed(c.op, operandShapes: c.operands, shape: c.shape, options: options)
+        let best = timed.min { $0.1 < $1.1 }?.0
+        return timed.enumerated().map { i, e in
+            (e.0 == best ? ">" : "") + (i == 0 ? "=" : "") + e.0.description + String(format: " %.2f", e.1 * 1000)
+        }.joined(separator: ", ")
+    }
+
     func run() throws {
         let n = 1024
         // More iterations than the convolutions get: the first tenths of a second of a process ran
@@ -78,7 +87,7 @@ struct ConvolutionBench {
         let exe = try Compiler.compile(g, for: Signature.of(g), options: options)
         let cases = Self.cases(in: exe.graph).sorted { Self.flops($0.key) * Double($0.value) > Self.flops($1.key) * Double($1.value) }
         print("W3 at \(size)x\(size): \(cases.count) distinct convolutions, \(cases.reduce(0) { $0 + $1.value }) in all")
-        print("op                       input            kernel          stride  count   ms each   GFLOP/s  % of sgemm")
+        print("op                       input            kernel          stride  count   ms each   GFLOP/s  % of sgemm  candidates (ms; > the fastest, = the rules' choice)")
         var total = [String: (flops: Double, seconds: Double)]()
         for (c, count) in cases {
             let t = try time(c.op, c.operands)
@@ -97,7 +106,7 @@ struct ConvolutionBench {
                   + Shape.describe(input).padding(toLength: 16, withPad: " ", startingAt: 0) + " "
                   + Shape.describe(kernel).padding(toLength: 15, withPad: " ", startingAt: 0) + " "
                   + "\(strides[0])x\(strides[1])".padding(toLength: 7, withPad: " ", startingAt: 0)
-                  + String(format: " %5d %9.2f %9.1f %10.0f%%", count, t * 1000, gflops, 100 * gflops / peak))
+                  + String(format: " %5d %9.2f %9.1f %10.0f%%  ", count, t * 1000, gflops, 100 * gflops / peak) + candidates(c))
         }
         for (name, t) in total.sorted(by: { $0.key < $1.key }) {
             print(String(format: "%@: %.1f ms per step in all, %.1f GFLOP/s (%.0f%% of sgemm)", name, t.seconds * 1000,
