@@ -39,6 +39,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Secrets, augmentation and learning rate in phases (see the README).") var curriculum = false
     @Option(help: "Under mpirun: stop the run when a collective waits this many seconds for the other ranks.") var collectiveTimeout: Double = 120
     @Option(help: "Threads per process (default: every core; give each of N ranks on one machine cores / N).") var threads: Int?
+    @Option(help: "Under mpirun: gradients are all-reduced in buckets of this many MiB (one collective each).") var bucketMb: Double = 4
     @OptionGroup(title: "Compiler") var compile: CompileFlags
 
     @Option(help: "Adam learning rate.") var learningRate: Float?
@@ -108,6 +109,7 @@ struct TrainCommand: ParsableCommand {
         let config: TrainingConfig
         do { config = try resolvedConfig() } catch let e as TrainingError { throw CLIError(e.description) }
         guard collectiveTimeout > 0 else { throw CLIError("--collective-timeout must be positive") }
+        guard bucketMb > 0, bucketMb <= 4096 else { throw CLIError("--bucket-mb must be in (0, 4096], got \(bucketMb)") }
         if let threads {
             guard threads >= 1 else { throw CLIError("--threads must be at least 1") }
             Parallel.threads = threads
@@ -121,6 +123,7 @@ struct TrainCommand: ParsableCommand {
         // Under mpirun the ranks keep to the built-in rules: timing kernels while the other ranks
         // share the cores would measure the neighbours, and every rank should run the same kernels.
         trainer.options = compile.options(tune: mpi == nil)
+        trainer.bucketBytes = max(4, Int(bucketMb * 1_048_576))
         trainer.progressBar = !noProgress && isatty(STDOUT_FILENO) != 0
         trainer.communicator = mpi
         Collectives.communicator = mpi

@@ -34,6 +34,9 @@ public final class Trainer {
     /// computes its slice of the global batch; gradients are averaged with `all_reduce`; rank 0
     /// alone writes the run folder and logs. nil: one process.
     public var communicator: Communicator? = nil
+    /// Data-parallel runs: gradients are all-reduced in buffers of about this many bytes (a run
+    /// setting, not a hyperparameter: any value resumes any checkpoint).
+    public var bucketBytes = 4 << 20
     public var rank: Int { communicator?.rank ?? 0 }
     public var ranks: Int { communicator?.size ?? 1 }
 
@@ -123,7 +126,7 @@ public final class Trainer {
 
         // Compile once per run, explicitly.
         let t0 = Date()
-        let graphs = try TrainingGraphSet(config, ranks: ranks, rank: rank)
+        let graphs = try TrainingGraphSet(config, ranks: ranks, rank: rank, bucketBytes: bucketBytes)
         let generator = try Compiler.compile(graphs.generator, for: Signature.of(graphs.generator), options: options)
         log(String(format: "compiled the generator step: %d ops, %.1f GFLOP per step, %.1f s", PassManager.opCount(generator.graph),
                    Double(generator.graph.flops) / 1e9, Date().timeIntervalSince(t0)))

@@ -16,7 +16,8 @@ public struct TrainingGraphSet {
 
     /// With `ranks` > 1 the two steps are this rank's part of a data-parallel step (its slice of
     /// the batch, gradients averaged over the ranks); the evaluation graphs stay at the full batch.
-    public init(_ c: TrainingConfig, ranks: Int = 1, rank: Int = 0) throws {
+    /// `bucketBytes`: the size of the gradient buffers all-reduced together (data-parallel only).
+    public init(_ c: TrainingConfig, ranks: Int = 1, rank: Int = 0, bucketBytes: Int = 4 << 20) throws {
         let n = c.batch, s = c.size
         guard ranks >= 1, c.batch % ranks == 0 else {
             throw TrainingError("--batch \(c.batch) is the global batch and must divide evenly over the \(ranks) ranks")
@@ -28,7 +29,7 @@ public struct TrainingGraphSet {
         switch c.architecture {
         case .stegastamp:
             var m = c.model
-            (m.batch, m.ranks, m.rank) = (c.batch / ranks, ranks, rank)
+            (m.batch, m.ranks, m.rank, m.bucketBytes) = (c.batch / ranks, ranks, rank, bucketBytes)
             try m.validate()
             generator = try StegaStampGraphs.generatorStep(m)
             critic = c.gan ? try StegaStampGraphs.criticStep(m) : nil
