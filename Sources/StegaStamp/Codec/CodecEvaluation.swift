@@ -96,7 +96,7 @@ public enum CodecEvaluation {
             Plots.Panel(title, ds.compactMap { d in
                 guard let idx = first.rows.firstIndex(where: { $0.distortion == d }) else { return nil }
                 return Plots.Series(d.rawValue, sorted.map { ($0.psnrMean, $0.rows[idx].decodedRate) })
-            }, xLabel: "dB")
+            }, xLabel: "dB", yRange: 0...1)
         }
         return Plots.render(panels)
     }

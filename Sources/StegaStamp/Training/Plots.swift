@@ -91,8 +91,10 @@ public enum Plots {
         public var xLabel: String
         /// A logarithmic y axis (positive values only), for losses spanning decades.
         public var logY: Bool
-        public init(_ title: String, _ series: [Series], xLabel: String = "step", logY: Bool = false) {
-            self.title = title; self.series = series; self.xLabel = xLabel; self.logY = logY
+        /// A fixed y range (rates: 0...1), so that panels and runs compare at a glance; nil: the data's.
+        public var yRange: ClosedRange<Double>?
+        public init(_ title: String, _ series: [Series], xLabel: String = "step", logY: Bool = false, yRange: ClosedRange<Double>? = nil) {
+            self.title = title; self.series = series; self.xLabel = xLabel; self.logY = logY; self.yRange = yRange
         }
     }
 
@@ -126,6 +128,7 @@ public enum Plots {
             guard !all.isEmpty else { continue }
             let x0 = all.map(\.0).min()!, x1 = max(all.map(\.0).max()!, x0 + 1)
             var y0 = all.map(\.1).min()!, y1 = all.map(\.1).max()!
+            if let r = p.yRange, !p.logY { (y0, y1) = (min(r.lowerBound, y0), max(r.upperBound, y1)) }
             if y1 - y0 < 1e-9 { y0 -= 0.5; y1 += 0.5 }
             for g in 1..<4 { c.rect(left + 1, top + h * g / 4, w - 1, 1, (0.92, 0.92, 0.92)) }
             c.text(label(shown(y1)), x: ox + 4, y: top - 4)
