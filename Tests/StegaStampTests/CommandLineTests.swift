@@ -321,6 +321,29 @@ final class CommandLineTests: XCTestCase {
         XCTAssertGreaterThan(try RunCheckpoint.read(path: ckpt).step, target)
     }
 
+    /// `graph plan --kernels`: a kernel per step; tuning measures once, then reads its cache back (a
+    /// new process); `--no-tune` plans by the rules; bad compiler flags are clear errors.
+    func testKernelPlanAndTuningCacheThroughTheCLI() throws {
+        let graph = repositoryRoot.appendingPathComponent("Graphs/s64_decoder.graph").path
+        let cache = tmp.appendingPathComponent("tuning.json").path, objects = tmp.appendingPathComponent(".cache/stegastamp/jit").path
+        let first = try run(["graph", "plan", "--kernels", graph, "--tuning-cache", cache], expect: 0, environment: ["HOME": tmp.path])
+        XCTAssertTrue(first.err.contains("measured (no cache file yet)"), first.err)
+        XCTAssertTrue(first.out.contains("winograd") || first.out.contains("direct") || first.out.contains("im2col"), first.out)
+        let steps = first.out.split(separator: "\n").filter { $0.hasPrefix(" ") }
+        XCTAssertGreaterThan(steps.count, 10)
+        XCTAssertTrue(first.out.contains("* chosen by timing"), first.out)
+        let second = try run(["graph", "plan", "--kernels", graph, "--tuning-cache", cache], expect: 0, environment: ["HOME": tmp.path])
+        XCTAssertFalse(second.err.contains("measured"), second.err)
+        XCTAssertTrue(second.err.contains("from \(cache)"), second.err)
+        XCTAssertEqual(second.out, first.out, "the same plan from the cache")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: objects), "the JIT's objects under $HOME/.cache/stegastamp/jit")
+        let rules = try run(["graph", "plan", "--kernels", graph, "--no-tune"], expect: 0, environment: ["HOME": tmp.path])
+        XCTAssertFalse(rules.out.contains(" *\n"), rules.out)
+        XCTAssertFalse(rules.err.contains("kernel tuning"), rules.err)
+        let bad = try run(["graph", "plan", "--kernels", graph, "--conv", "fft"], expect: 64)
+        XCTAssertTrue(bad.err.contains("--conv"), bad.err)
+    }
+
     /// `mpirun -np 2 stegastamp train`: 2 ranks with a global batch of 8 log the losses of one
     /// process with batch 8, hold identical parameters, write a checkpoint one process resumes;
     /// a killed rank ends the run with an error (no hang).
