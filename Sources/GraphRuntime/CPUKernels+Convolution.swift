@@ -155,13 +155,14 @@ extension CPUKernels {
 
     /// dx = conv2d_backprop_input(dy, k), as forward convolutions over dy on the direct / Winograd
     /// kernels (`inputGradientByPhases`) where they take the shape; otherwise sgemm + col2im.
+    /// `byPhases`: the direct kernels and their phases, when the plan chose them (`inputGradientPlan`).
     static func conv2dBackpropInput(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ dyShape: [Int], _ kShape: [Int],
-                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>, kernel choice: ConvKernel,
-                                    _ workspace: Workspace) {
+                                    _ c: ConvAttributes, _ shape: [Int], _ dx: UnsafeMutablePointer<Float>,
+                                    byPhases: (DirectKernels, [Phase])?, _ workspace: Workspace) {
         let g = ConvGeometry(x: shape, kernel: kShape, out: dyShape, c)
         let total = Shape.count(shape)
         if Shape.count(dyShape) == 0 || g.k == 0 { dx.update(repeating: 0, count: total); return }
-        if let direct = choice.directKernels, let phases = inputGradientPhases(g, direct) {
+        if let (direct, phases) = byPhases {
             inputGradientByPhases(dy, kernel, g, phases, dx, direct, workspace)
             return
         }
@@ -190,6 +191,7 @@ extension CPUKernels {
     /// The phases of the input gradient on these direct kernels; nil where a phase would need
     /// negative padding or is narrower than the direct kernel takes (sgemm + col2im then).
     static func inputGradientPhases(_ g: ConvGeometry, _ direct: DirectKernels) -> [Phase]? {
+        if Shape.count([g.n, g.oh, g.ow, g.co]) == 0 || g.k == 0 { return nil }
         let (kh, kw, ci, co, sh, sw) = (g.kh, g.kw, g.ci, g.co, g.sh, g.sw)
         // Strided with few input channels (the 3-channel image: 3 of a tile's 16-32 lanes, plus the
         // scatter) measured slower than sgemm + col2im (4x400x400x3: 8.6 against 7.1 ms).

@@ -27,8 +27,11 @@ enum CPUKernels {
             return (.convolution(k, epilogue: nil), { x, out, w in conv2d(x[0], x[1], shapes[0], shapes[1], c, shape, out, kernel: k, w) })
         case .conv2dBackpropInput(let c, _):
             let k = conv(s)
-            return (.convolution(k, epilogue: nil),
-                    { x, out, w in conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, shape, out, kernel: k, w) })
+            // The phases are a fact of the shapes: found once here, not per call.
+            let g = ConvGeometry(x: shape, kernel: shapes[1], out: shapes[0], c)
+            let byPhases = k.directKernels.flatMap { d in inputGradientPhases(g, d).map { (d, $0) } }
+            return (.convolution(byPhases == nil ? .gemm : k, epilogue: nil),
+                    { x, out, w in conv2dBackpropInput(x[0], x[1], shapes[0], shapes[1], c, shape, out, byPhases: byPhases, w) })
         case .conv2dBackpropFilter(let c, _):
             let k = conv(s)
             return (.convolution(k, epilogue: nil),

@@ -131,7 +131,10 @@ public final class Executable: @unchecked Sendable {
     /// The optimised LLVM IR of the executable's JIT-compiled kernels (nil without the JIT).
     public var llvmIR: String? { program?.jit.map { $0.modules.map(\.ir).joined(separator: "\n") } }
     /// Whether the JIT's machine code came from the object cache (nil: no JIT, or no cache given).
-    public var jitCacheHit: Bool? { program?.jit.flatMap { j in j.modules.allSatisfy { $0.cacheHit == true } ? true : j.modules.first?.cacheHit.map { _ in false } } }
+    public var jitCacheHit: Bool? {
+        guard let modules = program?.jit?.modules, modules.allSatisfy({ $0.cacheHit != nil }) else { return nil }
+        return modules.allSatisfy { $0.cacheHit == true }
+    }
     /// How many times the kernels' scratch memory had to grow: constant after the first run (the
     /// steady state allocates no scratch).
     public var workspaceAllocations: Int { program?.workspace.allocations ?? 0 }

@@ -18,6 +18,16 @@ final class EveryOpTests: XCTestCase {
         return (try b.finish(), feeds)
     }
 
+    /// The sample's op on graph inputs, summed to a scalar `loss`.
+    func summed(_ s: OpSample) throws -> (Graph, ValueID, [ValueID]) {
+        let b = GraphBuilder(name: "summed")
+        let ids = s.operands.enumerated().map { b.input("x\($0.offset)", $0.element.shape) }
+        let y = b.apply(s.op, ids)
+        let loss = b.sum(y, axes: Array(0..<b.shape(y).count))
+        b.output("loss", loss)
+        return (try b.finish(), loss, ids)
+    }
+
     func testEveryKindHasSamples() {
         for kind in OpKind.allCases {
             let samples = OpSamples.samples(kind)
@@ -68,13 +78,9 @@ final class EveryOpTests: XCTestCase {
                 XCTAssertLessThan(r.worst, 2e-2, "\(s): \(r)")
             case .none:
                 // Either an error naming the op, or zero gradients.
-                let b = GraphBuilder(name: "none")
-                let ids = s.operands.enumerated().map { b.input("x\($0.offset)", $0.element.shape) }
-                let y = b.apply(s.op, ids)
-                let loss = b.sum(y, axes: Array(0..<b.shape(y).count))
-                b.output("loss", loss)
+                let (forward, loss, ids) = try summed(s)
                 do {
-                    let (g, grads) = try Autodiff.gradient(of: try b.finish(), output: loss, wrt: ids)
+                    let (g, grads) = try Autodiff.gradient(of: forward, output: loss, wrt: ids)
                     var gg = g
                     for (i, d) in grads.enumerated() { gg.outputs.append(Output(name: "d\(i)", value: d)) }
                     var feeds: [String: Tensor] = [:]
@@ -85,12 +91,8 @@ final class EveryOpTests: XCTestCase {
                     XCTAssertTrue("\(e)".contains(s.op.name), "\(s): \(e)")
                 }
             case .notChecked:
-                let b = GraphBuilder(name: "builds")
-                let ids = s.operands.enumerated().map { b.input("x\($0.offset)", $0.element.shape) }
-                let y = b.apply(s.op, ids)
-                let loss = b.sum(y, axes: Array(0..<b.shape(y).count))
-                b.output("loss", loss)
-                XCTAssertNoThrow(try Autodiff.gradient(of: try b.finish(), output: loss, wrt: [ids[0]]), "\(s)")
+                let (forward, loss, ids) = try summed(s)
+                XCTAssertNoThrow(try Autodiff.gradient(of: forward, output: loss, wrt: [ids[0]]), "\(s)")
             }
         }
     }
