@@ -264,7 +264,7 @@ struct GraphCommand: ParsableCommand {
                 Swift.print(String(format: "%4d  ", i) + "%\(p.value)  \(p.op)  \(shapes)  \(p.kernel)\(p.tuned ? " *" : "")")
                 counts[p.kernel.profileLabel, default: 0] += 1
             }
-            Swift.print("graph \(exe.graph.name): \(plan.count) steps; " + counts.sorted { $0.value > $1.value }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+            Swift.print("graph \(exe.graph.name): \(plan.count) steps; " + counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
             if let cache = options.tuningCache { Swift.print("* chosen by timing the candidates on this machine (cache \(cache))") }
         }
     }
