@@ -312,7 +312,7 @@ struct KernelEmitter {
                         switch op {
                         case .unary(let u): values[i] = codegen.unary(u, x[0])
                         case .binary(let b): values[i] = codegen.binary(b, x[0], x[1])
-                        case .select: values[i] = codegen.select3(x[0], x[1], x[2])
+                        case .select: values[i] = codegen.select(x[0], x[1], x[2])
                         case .reduce: continue  // accumulated below
                         default: fatalError("checked by ElementwiseKernel.accepts")
                         }

@@ -59,45 +59,21 @@ public enum ReferenceKernels {
 
     // MARK: elementwise
 
-    public static func unaryFunction(_ u: UnaryOp) -> (Float) -> Float {
-        switch u {
-        case .neg: return { -$0 }
-        case .exp: return { Foundation.exp($0) }
-        case .log: return { Foundation.log($0) }
-        case .sqrt: return { $0.squareRoot() }
-        case .abs: return { Swift.abs($0) }
-        case .relu: return { $0 > 0 ? $0 : 0 }
-        case .sigmoid: return { 1 / (1 + Foundation.exp(-$0)) }
-        case .tanh: return { Foundation.tanh($0) }
-        case .sin: return { Foundation.sin($0) }
-        case .cos: return { Foundation.cos($0) }
-        case .floor: return { $0.rounded(.down) }
-        case .round: return { $0.rounded(.toNearestOrEven) }
-        case .sign: return { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
-        case .stopGradient: return { $0 }
-        }
-    }
-
-    public static func binaryFunction(_ b: BinaryOp) -> (Float, Float) -> Float {
-        switch b {
-        case .add: return { $0 + $1 }
-        case .sub: return { $0 - $1 }
-        case .mul: return { $0 * $1 }
-        case .div: return { $0 / $1 }
-        case .pow: return { Foundation.pow($0, $1) }
-        case .maximum: return { $0.isNaN || $1.isNaN ? .nan : Swift.max($0, $1) }
-        case .minimum: return { $0.isNaN || $1.isNaN ? .nan : Swift.min($0, $1) }
-        case .less: return { $0 < $1 ? 1 : 0 }
-        case .greater: return { $0 > $1 ? 1 : 0 }
-        case .equal: return { $0 == $1 ? 1 : 0 }
-        case .sigmoidCrossEntropy:
-            return { x, z in Swift.max(x, 0) - x * z + Foundation.log1p(Foundation.exp(-Swift.abs(x))) }
-        }
-    }
+    // The scalar meaning of each op is `ElementwiseSemantics` (GraphIR); broadcast operands are
+    // gathered to the output's shape first, then one loop applies the op.
 
     public static func unary(_ u: UnaryOp, _ x: Tensor) -> Tensor {
-        let f = unaryFunction(u)
-        return Tensor(shape: x.shape, scalars: x.scalars.map(f))
+        if x.scalars.isEmpty { return x }
+        var out = [Float](repeating: 0, count: x.scalars.count)
+        x.scalars.withUnsafeBufferPointer { xp in
+            out.withUnsafeMutableBufferPointer { ElementwiseLoops.unary(u, xp.baseAddress!, $0.baseAddress!, xp.count) }
+        }
+        return Tensor(shape: x.shape, scalars: out)
+    }
+
+    /// `x`'s elements broadcast to `shape`.
+    static func gathered(_ x: Tensor, _ shape: [Int]) -> [Float] {
+        x.shape == shape ? x.scalars : broadcastIndex(x.shape, shape).map { x.scalars[$0] }
     }
 
     /// Offsets of `inShape` (right-aligned, broadcast) for each element of `outShape`, in order.
@@ -129,17 +105,32 @@ public enum ReferenceKernels {
     }
 
     public static func binary(_ b: BinaryOp, _ x: Tensor, _ y: Tensor, _ shape: [Int]) -> Tensor {
-        let f = binaryFunction(b)
-        let ix = broadcastIndex(x.shape, shape), iy = broadcastIndex(y.shape, shape)
-        var out = [Float](repeating: 0, count: ix.count)
-        for i in 0..<out.count { out[i] = f(x.scalars[ix[i]], y.scalars[iy[i]]) }
+        if Shape.count(shape) == 0 { return Tensor(shape: shape, scalars: []) }
+        let xs = gathered(x, shape), ys = gathered(y, shape)
+        var out = [Float](repeating: 0, count: Shape.count(shape))
+        xs.withUnsafeBufferPointer { xp in
+            ys.withUnsafeBufferPointer { yp in
+                out.withUnsafeMutableBufferPointer {
+                    ElementwiseLoops.binary(b, xp.baseAddress!, yp.baseAddress!, $0.baseAddress!, $0.count)
+                }
+            }
+        }
         return Tensor(shape: shape, scalars: out)
     }
 
     static func select(_ c: Tensor, _ x: Tensor, _ y: Tensor, _ shape: [Int]) -> Tensor {
-        let ic = broadcastIndex(c.shape, shape), ix = broadcastIndex(x.shape, shape), iy = broadcastIndex(y.shape, shape)
-        var out = [Float](repeating: 0, count: ic.count)
-        for i in 0..<out.count { out[i] = c.scalars[ic[i]] != 0 ? x.scalars[ix[i]] : y.scalars[iy[i]] }
+        if Shape.count(shape) == 0 { return Tensor(shape: shape, scalars: []) }
+        let cs = gathered(c, shape), xs = gathered(x, shape), ys = gathered(y, shape)
+        var out = [Float](repeating: 0, count: Shape.count(shape))
+        cs.withUnsafeBufferPointer { cp in
+            xs.withUnsafeBufferPointer { xp in
+                ys.withUnsafeBufferPointer { yp in
+                    out.withUnsafeMutableBufferPointer {
+                        ElementwiseLoops.select(cp.baseAddress!, xp.baseAddress!, yp.baseAddress!, $0.baseAddress!, $0.count)
+                    }
+                }
+            }
+        }
         return Tensor(shape: shape, scalars: out)
     }
 

@@ -8,16 +8,7 @@ import GraphKernels
 /// Unary and binary elementwise kernels (the standalone ops the JIT does not take).
 extension CPUKernels {
     static func unary(_ u: UnaryOp, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
-        switch u {
-        case .neg: for i in 0..<n { out[i] = -x[i] }
-        case .relu: for i in 0..<n { out[i] = x[i] > 0 ? x[i] : 0 }
-        case .abs: for i in 0..<n { out[i] = Swift.abs(x[i]) }
-        case .sqrt: for i in 0..<n { out[i] = x[i].squareRoot() }
-        case .stopGradient: if UnsafePointer(out) != x { out.update(from: x, count: n) }
-        default:
-            let f = ReferenceKernels.unaryFunction(u)
-            for i in 0..<n { out[i] = f(x[i]) }
-        }
+        ElementwiseLoops.unary(u, x, out, n)
     }
 
     /// Whether `binary` takes these shapes: same shape, a scalar, or an operand that repeats along
@@ -43,41 +34,21 @@ extension CPUKernels {
             return Array(shape.suffix(trimmed.count)) == trimmed
         }
         if xn == n && yn == n && xShape == shape && yShape == shape {
-            switch b {
-            case .add: for i in 0..<n { out[i] = x[i] + y[i] }
-            case .sub: for i in 0..<n { out[i] = x[i] - y[i] }
-            case .mul: for i in 0..<n { out[i] = x[i] * y[i] }
-            case .div: for i in 0..<n { out[i] = x[i] / y[i] }
-            default:
-                let f = ReferenceKernels.binaryFunction(b)
-                for i in 0..<n { out[i] = f(x[i], y[i]) }
-            }
+            ElementwiseLoops.binary(b, x, y, out, n)
         } else if xShape == shape && (yn == 1 || periodic(yShape)) && yn > 0 {
-            let f = ReferenceKernels.binaryFunction(b)
             if yn == 1 {
-                let v = y[0]
-                switch b {
-                case .add: for i in 0..<n { out[i] = x[i] + v }
-                case .mul: for i in 0..<n { out[i] = x[i] * v }
-                default: for i in 0..<n { out[i] = f(x[i], v) }
-                }
+                ElementwiseLoops.binary(b, x, y, out, n, layout: .scalarY)
             } else {
+                // y repeats along the leading axes (a bias): one loop per period
                 var i = 0
-                while i < n {
-                    switch b {
-                    case .add: for j in 0..<yn { out[i + j] = x[i + j] + y[j] }
-                    case .mul: for j in 0..<yn { out[i + j] = x[i + j] * y[j] }
-                    default: for j in 0..<yn { out[i + j] = f(x[i + j], y[j]) }
-                    }
-                    i += yn
-                }
+                while i < n { ElementwiseLoops.binary(b, x + i, y, out + i, yn); i += yn }
             }
         } else if yShape == shape && (xn == 1 || periodic(xShape)) && xn > 0 {
-            let f = ReferenceKernels.binaryFunction(b)
-            var i = 0
-            while i < n {
-                for j in 0..<xn { out[i + j] = f(x[j], y[i + j]) }
-                i += xn
+            if xn == 1 {
+                ElementwiseLoops.binary(b, x, y, out, n, layout: .scalarX)
+            } else {
+                var i = 0
+                while i < n { ElementwiseLoops.binary(b, x, y + i, out + i, xn); i += xn }
             }
         } else {
             return false

@@ -124,32 +124,14 @@ enum FusedLoops {
         let x = chunk(a[0], start: start, count: count, scratch: scratch, tmp: tmp)
         switch op {
         case .unary(let u):
-            switch u {
-            case .neg: for j in 0..<count { dst[j] = -x[j] }
-            case .relu: for j in 0..<count { dst[j] = x[j] > 0 ? x[j] : 0 }
-            case .sqrt: for j in 0..<count { dst[j] = x[j].squareRoot() }
-            case .abs: for j in 0..<count { dst[j] = Swift.abs(x[j]) }
-            default:
-                let f = ReferenceKernels.unaryFunction(u)
-                for j in 0..<count { dst[j] = f(x[j]) }
-            }
+            ElementwiseLoops.unary(u, x, dst, count)
         case .binary(let b):
             let y = chunk(a[1], start: start, count: count, scratch: scratch, tmp: tmp + tile)
-            switch b {
-            case .add: for j in 0..<count { dst[j] = x[j] + y[j] }
-            case .sub: for j in 0..<count { dst[j] = x[j] - y[j] }
-            case .mul: for j in 0..<count { dst[j] = x[j] * y[j] }
-            case .div: for j in 0..<count { dst[j] = x[j] / y[j] }
-            case .greater: for j in 0..<count { dst[j] = x[j] > y[j] ? 1 : 0 }
-            case .less: for j in 0..<count { dst[j] = x[j] < y[j] ? 1 : 0 }
-            default:
-                let f = ReferenceKernels.binaryFunction(b)
-                for j in 0..<count { dst[j] = f(x[j], y[j]) }
-            }
+            ElementwiseLoops.binary(b, x, y, dst, count)
         case .select:
             let y = chunk(a[1], start: start, count: count, scratch: scratch, tmp: tmp + tile)
             let z = chunk(a[2], start: start, count: count, scratch: scratch, tmp: tmp + 2 * tile)
-            for j in 0..<count { dst[j] = x[j] != 0 ? y[j] : z[j] }
+            ElementwiseLoops.select(x, y, z, dst, count)
         default:
             fatalError("FusedLoops.apply: \(op.name) is not elementwise (checked in run)")
         }
