@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "After the table, the time per op kind of the last iteration of each workload.") var profile = false
 
     /// Op kinds listed per workload by --profile.
-    let profileLines = 25
+    static let profileLines = 25
 
     /// Written unbuffered: the driver waits for each line.
     func emit(_ json: String) {
@@ -70,7 +70,7 @@ struct Bench: ParsableCommand {
         if profile {
             for (w, p) in profiles {
                 print("\n\(w.rawValue): time by op kind and kernel (one iteration)")
-                for (kind, t) in p.seconds.sorted(by: { $0.value > $1.value }).prefix(profileLines) {
+                for (kind, t) in p.seconds.sorted(by: { $0.value > $1.value }).prefix(Self.profileLines) {
                     print(String(format: "  %8.1f ms  %5d calls  ", t * 1000, p.calls[kind]!) + kind)
                 }
             }

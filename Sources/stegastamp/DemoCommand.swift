@@ -34,23 +34,12 @@ struct Demo: ParsableCommand {
         var config = try TrainingConfig.preset("tiny")
         config.steps = steps
         config.evalEvery = max(1, steps / 4)
-        let (trainFiles, evalFiles): ([String], [String])
-        if let photos {
-            (trainFiles, evalFiles) = (try PhotoStream.photoFiles(in: photos + "/train"), try PhotoStream.photoFiles(in: photos + "/eval"))
-        } else {
-            let dir = out + "/synthetic-photos"
-            let files = try SyntheticImages.writePhotos(directory: dir, count: 12, width: 96, height: 72)
-            (trainFiles, evalFiles) = (Array(files.prefix(10)), Array(files.suffix(2)))
-        }
+        let files = try DemoPipeline.photos(cache: photos, syntheticDirectory: out + "/synthetic-photos")
         /// A fresh run of `stegastamp train` in OUT/NAME.
         func train(_ c: TrainingConfig, _ name: String) throws -> (Trainer, Trainer.Summary) {
-            let runDir = out + "/" + name
-            try? fm.removeItem(atPath: runDir)
-            let t = try Trainer(config: c, runDirectory: runDir, trainFiles: trainFiles, evalFiles: evalFiles)
-            t.progressBar = isatty(STDOUT_FILENO) != 0
-            let s = try t.run(resume: false)
-            if s.interrupted { throw ExitCode(130) }
-            return (t, s)
+            let r = try DemoPipeline.train(c, runDirectory: out + "/" + name, photos: files, progressBar: isatty(STDOUT_FILENO) != 0)
+            if r.summary.interrupted { throw ExitCode(130) }
+            return r
         }
         let (tiny, s) = try train(config, "tiny-run")
         let acc = s.lastEvaluation?.bitAccuracy ?? 0
@@ -82,26 +71,15 @@ struct Demo: ParsableCommand {
             print("using the model \(model)")
         }
         let m = try loadModel(model, backend: .cpu)
-        let (files, _) = try imagePaths(evalDir)
-        let photo = files[0]
-        let original = try ImageIO.read(path: photo)
-        let bits = try SecretCodec.standard.encode(message)
-        let encoded = try m.encode([original], bits: bits)[0]
-        let encodedPath = URL(fileURLWithPath: out).appendingPathComponent("encoded.png").path
-        let damagedPath = URL(fileURLWithPath: out).appendingPathComponent("damaged-q\(jpegQuality).jpg").path
-        try ImageIO.write(encoded, path: encodedPath)
-        try ImageIO.write(encoded, path: damagedPath, jpegQuality: jpegQuality)
+        let r = try DemoPipeline.roundTrip(model: m, photo: try imagePaths(evalDir).files[0], message: message, jpegQuality: jpegQuality,
+                                           outDirectory: out)
         print(String(format: "hid \"%@\" in %@ (%dx%d): %@, PSNR %.1f dB; saved as JPEG quality %d: %@",
-                     message, photo, original.width, original.height, encodedPath, Quality.psnr(encoded, original), jpegQuality, damagedPath))
-        let damaged = try ImageIO.read(path: damagedPath)
-        let read = try m.decodeBits([damaged])[0]
-        let wrong = zip(read, bits).filter { $0 != $1 }.count
-        do {
-            let d = try SecretCodec.standard.decode(read)
-            let same = d.text == message
-            print("decoded from the JPEG: \"\(d.text)\" (\(wrong) of 100 bits wrong, \(d.corrected) corrected by BCH): \(same ? "the message survived" : "WRONG MESSAGE")")
-        } catch {
-            print("decoded from the JPEG: no message could be recovered (\(wrong) of 100 bits wrong; BCH corrects at most 5)")
+                     message, r.photo, r.width, r.height, r.encodedPath, r.psnr, jpegQuality, r.damagedPath))
+        if let text = r.decoded {
+            let verdict = text == message ? "the message survived" : "WRONG MESSAGE"
+            print("decoded from the JPEG: \"\(text)\" (\(r.wrongBits) of \(r.bits) bits wrong, \(r.corrected) corrected by BCH): \(verdict)")
+        } else {
+            print("decoded from the JPEG: no message could be recovered (\(r.wrongBits) of \(r.bits) bits wrong; BCH corrects at most 5)")
         }
         if !ok { throw ExitCode(1) }
     }
