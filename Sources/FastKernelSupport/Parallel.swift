@@ -16,6 +16,13 @@ public enum Parallel {
         WorkerPool.shared.forEach(n, body)
     }
 
+    /// Runs `body` with every parallel loop started meanwhile run serially on its caller (it holds
+    /// the pool, as a running loop does): a kernel on one thread, for steps too small to gain from
+    /// the split. Inside a running loop it changes nothing (nested loops are serial already).
+    public static func serially<T>(_ body: () throws -> T) rethrows -> T {
+        try WorkerPool.shared.holding(body)
+    }
+
     /// Threads the loops use (the caller included): every core unless set before the first loop
     /// (`--threads`; several data-parallel ranks on one machine share its cores).
     nonisolated(unsafe) public static var threads: Int? = nil
@@ -86,6 +93,16 @@ final class WorkerPool: @unchecked Sendable {
         keptOff = pinned ? cpu : -1
     }
     #endif
+
+    func holding<T>(_ body: () throws -> T) rethrows -> T {
+        let claimed = busy.withLock { taken in
+            if taken { return false }
+            taken = true
+            return true
+        }
+        defer { if claimed { busy.withLock { $0 = false } } }
+        return try body()
+    }
 
     func forEach(_ n: Int, _ body: (Int) -> Void) {
         let claimed = busy.withLock { taken in

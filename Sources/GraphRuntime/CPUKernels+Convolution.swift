@@ -34,9 +34,11 @@ extension CPUKernels {
         let choice = conv(contraction)
         guard let direct = choice.directKernels else { return nil }
         let geometry = DirectConvGeometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
-        return (.convolution(choice, epilogue: relu ? "bias+relu" : "bias"), { x, out, w in
-            direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: w)
-        })
+        let run: KernelBody = { x, out, w in direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: w) }
+        if case .oneThread = choice {
+            return (.convolution(choice, epilogue: relu ? "bias+relu" : "bias"), { x, out, w in Parallel.serially { run(x, out, w) } })
+        }
+        return (.convolution(choice, epilogue: relu ? "bias+relu" : "bias"), run)
     }
 
     static func matmul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ aShape: [Int], _ ta: Bool, _ tb: Bool,

@@ -20,6 +20,15 @@ enum CPUKernels {
         if n == 0 { return (.native, { _, _, _ in }) }
         let shapes = s.operandShapes, shape = s.shape
         switch s.op {
+        case .conv2d, .conv2dBackpropInput, .conv2dBackpropFilter:
+            // On one thread: the algorithm's own body, run with the pool held.
+            if case .oneThread(let inner) = conv(s) {
+                guard let (k, body) = kernel(for: s, conv: { _ in inner }) else { return nil }
+                return (k.onOneThread, { x, out, w in Parallel.serially { body(x, out, w) } })
+            }
+        default: break
+        }
+        switch s.op {
         case .matmul(let ta, let tb):
             return (.gemm, { x, out, _ in matmul(x[0], x[1], shapes[0], ta, tb, shape, out) })
         case .conv2d(let c):

@@ -35,6 +35,9 @@ struct ConvolutionPlanner {
             }
         }
 
+        /// Multiply-adds of the convolution (the same for its two gradients).
+        var multiplyAdds: Int { g.n * g.oh * g.ow * g.co * g.k }
+
         /// Whether the direct kernels of `isa` can run the step (Winograd allowed or not).
         func directTakes(_ isa: VectorISA, winograd: Bool, heuristic: Bool) -> Bool {
             let d = DirectKernels(isa: isa, winograd: winograd)
@@ -69,6 +72,10 @@ struct ConvolutionPlanner {
         return winograd && (shapes.winogradRuns(isa) || needsWinograd) ? .winograd(isa) : .direct(isa)
     }
 
+    /// Steps up to this many multiply-adds (a few milliseconds on one core) also try their direct
+    /// kernels on one thread.
+    static let oneThreadLimit = 1 << 24
+
     /// Every kernel that can run the step, the heuristic's choice first.
     static func candidates(_ s: Step, heuristic: ConvKernel) -> [ConvKernel] {
         guard let shapes = Shapes(s) else { return [.gemm] }
@@ -76,6 +83,10 @@ struct ConvolutionPlanner {
         for isa in VectorISA.available {
             if shapes.directTakes(isa, winograd: false, heuristic: false) { out.append(.direct(isa)) }
             if shapes.winogradRuns(isa) && shapes.directTakes(isa, winograd: true, heuristic: false) { out.append(.winograd(isa)) }
+        }
+        // Small steps: each direct kernel also on one thread (the split may cost more than it gains).
+        if shapes.multiplyAdds <= Self.oneThreadLimit {
+            out += out.filter { $0.directKernels != nil }.map { .oneThread($0) }
         }
         out.append(.gemm)
         var seen = Set<ConvKernel>()

@@ -5,18 +5,29 @@ import GraphKernels
 
 /// How a convolution-family step (conv2d, its input and filter gradients) computes: the direct
 /// register-tile kernels of one instruction set (Winograd F(2x2, 3x3) where it applies, or never),
-/// or im2col + sgemm (one sgemm for 1x1 convolutions).
+/// or im2col + sgemm (one sgemm for 1x1 convolutions); the direct kernels on every core (the
+/// `Parallel` loops) or on the calling thread alone (`oneThread`: for small steps the split's
+/// cost can exceed its gain, and the tuner measures which).
 public enum ConvKernel: Hashable, Sendable, CustomStringConvertible {
     case winograd(VectorISA)
     case direct(VectorISA)
     case gemm
+    /// A direct or Winograd kernel with its loops run on the calling thread only.
+    indirect case oneThread(ConvKernel)
 
     var directKernels: DirectKernels? {
         switch self {
         case .winograd(let isa): return DirectKernels(isa: isa, winograd: true)
         case .direct(let isa): return DirectKernels(isa: isa, winograd: false)
         case .gemm: return nil
+        case .oneThread(let k): return k.directKernels
         }
+    }
+
+    /// The kernel without its thread split.
+    var algorithm: ConvKernel {
+        if case .oneThread(let k) = self { return k.algorithm }
+        return self
     }
 
     public var description: String {
@@ -24,6 +35,7 @@ public enum ConvKernel: Hashable, Sendable, CustomStringConvertible {
         case .winograd(let isa): return "winograd \(isa.rawValue)"
         case .direct(let isa): return "direct \(isa.rawValue)"
         case .gemm: return "im2col+sgemm"
+        case .oneThread(let k): return k.description + " 1 thread"
         }
     }
 
@@ -33,10 +45,16 @@ public enum ConvKernel: Hashable, Sendable, CustomStringConvertible {
         case .winograd(let isa): return "winograd-\(isa.rawValue)"
         case .direct(let isa): return "direct-\(isa.rawValue)"
         case .gemm: return "gemm"
+        case .oneThread(let k): return k.key + "-1thread"
         }
     }
 
     init?(key: String) {
+        if key.hasSuffix("-1thread") {
+            guard let k = ConvKernel(key: String(key.dropLast("-1thread".count))), k.directKernels != nil else { return nil }
+            self = .oneThread(k)
+            return
+        }
         if key == "gemm" { self = .gemm; return }
         let parts = key.split(separator: "-").map(String.init)
         guard parts.count == 2, let isa = VectorISA(rawValue: parts[1]), isa.isAvailable else { return nil }
@@ -76,6 +94,12 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
         case .native: return "native"
         case .reference(let r): return "reference (\(r))"
         }
+    }
+
+    /// The same kernel labelled as run on one thread (a convolution on the direct kernels).
+    var onOneThread: Kernel {
+        if case .convolution(let c, let e) = self, c.directKernels != nil { return .convolution(.oneThread(c), epilogue: e) }
+        return self
     }
 
     /// The label a profile adds to the op kind: the algorithm, without the epilogue detail.

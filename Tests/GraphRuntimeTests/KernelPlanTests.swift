@@ -43,6 +43,7 @@ final class KernelPlanTests: XCTestCase {
                 let candidates = ConvolutionPlanner.candidates(s, heuristic: .gemm)
                 XCTAssertTrue(candidates.contains(.gemm))
                 for candidate in candidates {
+                    XCTAssertEqual(ConvKernel(key: candidate.key), candidate, "the tuning cache's name of \(candidate)")
                     let got = try XCTUnwrap(CPUKernels.run(s.op, operands, shape: s.shape, conv: { _ in candidate }))
                     let e = relativeErrors(got, ref)
                     XCTAssertLessThan(e.max, 1e-5, "\(s.op.name) \(xs) \(ks) \(strides) with \(candidate)")
@@ -55,6 +56,8 @@ final class KernelPlanTests: XCTestCase {
             for op in ["conv2d", "conv2d_backprop_input", "conv2d_backprop_filter"] {
                 XCTAssertTrue(tried.contains("\(op) direct \(isa.rawValue)"), "\(op) direct \(isa.rawValue) never a candidate")
                 XCTAssertTrue(tried.contains("\(op) winograd \(isa.rawValue)"), "\(op) winograd \(isa.rawValue) never a candidate")
+                // small steps: the direct kernels on one thread too
+                XCTAssertTrue(tried.contains("\(op) direct \(isa.rawValue) 1 thread"), "\(op) direct \(isa.rawValue) on one thread never a candidate")
             }
         }
     }

@@ -17,6 +17,35 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// `serially`: a loop inside it runs every iteration on the calling thread (a kernel planned
+    /// on one thread), and the pool is free again afterwards.
+    func testLoopsInsideSeriallyRunOnTheCaller() {
+        let n = 256
+        let threads = UnsafeMutablePointer<pthread_t?>.allocate(capacity: n)
+        threads.initialize(repeating: nil, count: n)
+        defer { threads.deallocate() }
+        nonisolated(unsafe) let t = threads
+        let me = pthread_self()
+        Parallel.serially {
+            Parallel.forEach(n) { i in
+                t[i] = pthread_self()
+                for _ in 0..<2000 { _ = i &* 3 }  // long enough that a helper would join if it could
+            }
+        }
+        XCTAssertTrue((0..<n).allSatisfy { pthread_equal(threads[$0]!, me) != 0 }, "an iteration ran on a helper inside serially")
+        // Afterwards the helpers take part again (on a 2-core machine at least one iteration
+        // of a long loop lands on the helper).
+        threads.update(repeating: nil, count: n)
+        Parallel.forEach(n) { i in
+            t[i] = pthread_self()
+            usleep(200)
+        }
+        XCTAssertTrue((0..<n).allSatisfy { threads[$0] != nil })
+        if ProcessInfo.processInfo.activeProcessorCount > 1 && Parallel.threads ?? 2 > 1 {
+            XCTAssertTrue((0..<n).contains { pthread_equal(threads[$0]!, me) == 0 }, "no helper took part after serially")
+        }
+    }
+
     func testJobsRunOnceOnTheirWorkersSlots() {
         for (jobs, slots) in [(0, 2), (1, 2), (5, 2), (100, 2), (7, 1)] {
             let seen = UnsafeMutablePointer<Int>.allocate(capacity: max(jobs, 1))
