@@ -38,7 +38,7 @@ final class ParallelTests: XCTestCase {
         threads.update(repeating: nil, count: n)
         Parallel.forEach(n) { i in
             t[i] = pthread_self()
-            usleep(200)
+            usleep(500)  // 128 ms in all: time for the helper to wake and join
         }
         XCTAssertTrue((0..<n).allSatisfy { threads[$0] != nil })
         if ProcessInfo.processInfo.activeProcessorCount > 1 && Parallel.threads ?? 2 > 1 {
