@@ -24,12 +24,6 @@ public enum ConvKernel: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The kernel without its thread split.
-    var algorithm: ConvKernel {
-        if case .oneThread(let k) = self { return k.algorithm }
-        return self
-    }
-
     public var description: String {
         switch self {
         case .winograd(let isa): return "winograd \(isa.rawValue)"
