@@ -51,7 +51,7 @@ enum CPUKernels {
             return (.native, { x, out, _ in _ = binary(b, x[0], shapes[0], x[1], shapes[1], shape, out) })
         case .select:
             guard shapes.allSatisfy({ $0 == shape }) else { return nil }
-            return (.native, { x, out, _ in for i in 0..<n { out[i] = x[0][i] != 0 ? x[1][i] : x[2][i] } })
+            return (.native, { x, out, _ in ElementwiseLoops.select(x[0], x[1], x[2], out, n) })
         case .reduce(let r, let axes, _):
             return (.native, { x, out, w in
                 if !reduce(r, x[0], shapes[0], axes: axes, out, w) { reduceStrided(r, x[0], shapes[0], axes: axes, out, n) }
