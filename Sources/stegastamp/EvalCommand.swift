@@ -11,7 +11,8 @@ struct EvalCommand: ParsableCommand {
             Photos keep their own resolution. Prints PSNR and SSIM of the encoded photos, then bit accuracy and the rate of \\
             messages decoded exactly (BCH) after each damage: none, real JPEG q90/70/50, Gaussian blur, noise 0.02, \\
             brightness/contrast up and down, 50 % downscale + upscale, perspective 2 %, crop 5 % per border, rotation 2 degrees, \\
-            and a combined print-like damage (perspective + blur + colour + noise + JPEG q70). --sweep repeats it at several \\
+            and a combined print-like damage (perspective + blur + colour + noise + JPEG q70). Decoding is `decode`'s: the plain \
+            view, then views zoomed out and turned a little (BCH judges; --plain-view for the plain view alone). --sweep repeats it at several \\
             strengths (a table of PSNR against decoded rate, and a PNG plot). Writes everything as JSON to --out.
             """)
     @Option(help: "Model; default: the shipped model.") var model: String?
@@ -23,6 +24,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "JSON results file.") var out = "eval.json"
     @Option(help: "Use at most this many photos.") var limit: Int?
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
+    @Flag(help: "Decode the plain view only (no search over slightly cropped and turned views).") var plainView = false
 
     func run() throws {
         guard secrets >= 1 else { throw CLIError("--secrets must be at least 1") }
@@ -45,7 +47,8 @@ struct EvalCommand: ParsableCommand {
         let t0 = Date()
         let results: [CodecEvaluation.AtStrength]
         do {
-            results = try CodecEvaluation.run(model: m, files: files, secretsPerImage: secrets, strengths: strengths) {
+            results = try CodecEvaluation.run(model: m, files: files, secretsPerImage: secrets, strengths: strengths,
+                                              views: plainView ? [.plain] : DecoderView.search) {
                 FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!)
             }
         } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }

@@ -29,6 +29,8 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("run"), help: "Run folder (checkpoint, logs, plots).") var runFolder = "runs/stegastamp"
     @Option(help: "Total steps of the run.") var steps: Int?
     @Flag(help: "Continue the run in --run from its checkpoint.") var resume = false
+    @Option(help: "Fine-tune: start a new run from the encoder and decoder of this model file (e.g. Models/stegastamp.safetensors) or run checkpoint.")
+    var initFrom: String?
     @Option(help: "Seed of the initial weights and of every random draw.") var seed: Int?
     @Option(help: "Secret bits (100: 7 characters under BCH; 256 works too).") var bits: Int?
     @Option(help: "Global batch.") var batch: Int?
@@ -81,6 +83,7 @@ struct TrainCommand: ParsableCommand {
     func resolvedConfig() throws -> TrainingConfig {
         var c = try TrainingConfig.preset(preset)
         func set<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T>) { if let v { c[keyPath: kp] = v } }
+        if let initFrom { c.initFrom = initFrom }
         set(steps, \.steps); set(seed, \.seed); set(bits, \.bits); set(batch, \.batch); set(size, \.size)
         set(checkpointEvery, \.checkpointEvery); set(evalEvery, \.evalEvery); set(logEvery, \.logEvery)
         set(learningRate, \.learningRate); set(finalLrFraction, \.finalLearningRateFraction); set(lrDecayStart, \.learningRateDecayStart)

@@ -257,6 +257,40 @@ final class TrainerTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path))
     }
 
+    /// --init-from: a new run starts from an exported model's encoder and decoder (float16 as
+    /// stored), initialises the rest, and a model of other bits is refused by name.
+    func testFineTuningStartsFromAModelFile() throws {
+        let base = try trainer(try shortConfig(steps: 5), run: "base")
+        _ = try base.run(resume: false)
+        let model = tmp.appendingPathComponent("base.safetensors").path
+        try WatermarkModel.export(checkpoint: base.checkpointPath, to: model, strength: 1)
+        var c = try shortConfig(steps: 1)
+        (c.initFrom, c.learningRate, c.criticLearningRate, c.noImageLossSteps) = (model, 0, 0, 0)
+        let tuned = try trainer(c, run: "tuned")
+        _ = try tuned.run(resume: false)
+        let exported = try ParameterStore.load(path: model)
+        let after = try RunCheckpoint.read(path: tuned.checkpointPath).parameters
+        var compared = 0
+        for (name, t) in exported.values {
+            XCTAssertEqual(after[name]?.scalars, t.scalars, "\(name) is not the model's")
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 10)
+        XCTAssertTrue(after.values.keys.contains { exported[$0] == nil }, "the critic and the optimizer slots are initialised")
+        XCTAssertEqual(try RunCheckpoint.read(path: tuned.checkpointPath).config.initFrom, model)
+
+        var other = c
+        other.bits = 20
+        XCTAssertThrowsError(try trainer(other, run: "other").run(resume: false)) {
+            XCTAssertTrue("\($0)".contains("--init-from \(model)"), "\($0)")
+        }
+        other = c
+        other.initFrom = tmp.appendingPathComponent("missing.safetensors").path
+        XCTAssertThrowsError(try trainer(other, run: "missing").run(resume: false)) {
+            XCTAssertTrue("\($0)".contains("--init-from") && "\($0)".contains("missing.safetensors"), "\($0)")
+        }
+    }
+
     func testBadConfigurationsAreClearErrors() throws {
         XCTAssertThrowsError(try TrainingConfig.preset("huge")) { XCTAssertTrue("\($0)".contains("paper, cpu, tiny, small")) }
         var c = try TrainingConfig.preset("cpu")

@@ -36,7 +36,8 @@ public enum CodecEvaluation {
     }
 
     public static func run(model: WatermarkModel, files: [String], secretsPerImage: Int, strengths: [Float],
-                           distortions: [Distortion] = Distortion.suite, progress: (String) -> Void = { _ in }) throws -> [AtStrength] {
+                           distortions: [Distortion] = Distortion.suite, views: [DecoderView] = DecoderView.search,
+                           progress: (String) -> Void = { _ in }) throws -> [AtStrength] {
         precondition(secretsPerImage >= 1 && !strengths.isEmpty)
         let codec = SecretCodec.standard
         var bitsRight = [[Int]](repeating: [Int](repeating: 0, count: distortions.count), count: strengths.count)
@@ -57,9 +58,9 @@ public enum CodecEvaluation {
                     ssim[si] += try Quality.ssim(encoded, cover) / Double(secretsPerImage)
                     for (d, distortion) in distortions.enumerated() {
                         let damaged = try distortion.apply(encoded, seed: UInt64(i * 1000 + k))
-                        let read = try model.decodeBits([damaged])[0]
-                        bitsRight[si][d] += zip(read, bits).filter { $0 == $1 }.count
-                        if (try? codec.decodeData(read))?.data == data { decodedCount[si][d] += 1; decoded[si][d] += 1 }
+                        let read = try model.read(damaged, views: views)
+                        bitsRight[si][d] += zip(read.bits, bits).filter { $0 == $1 }.count
+                        if read.data == data { decodedCount[si][d] += 1; decoded[si][d] += 1 }
                     }
                 }
             }

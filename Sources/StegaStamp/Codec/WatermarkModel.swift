@@ -167,11 +167,46 @@ public final class WatermarkModel {
 
     /// The decoder's logits for each photo (bit = logit > 0).
     public func decodeLogits(_ images: [RGBImage]) throws -> [[Float]] {
-        if images.isEmpty { return [] }
-        let exe = try decoder(batch: images.count)
+        try logits(batchTensor(images), count: images.count)
+    }
+
+    func logits(_ inputs: Tensor, count: Int) throws -> [[Float]] {
+        if count == 0 { return [] }
+        let exe = try decoder(batch: count)
         var store = parameters
-        let logits = try exe.run(["image": batchTensor(images)], parameters: &store)["logits"]!
-        return (0..<images.count).map { i in Array(logits.scalars[(i * bits)..<((i + 1) * bits)]) }
+        let logits = try exe.run(["image": inputs], parameters: &store)["logits"]!
+        return (0..<count).map { i in Array(logits.scalars[(i * bits)..<((i + 1) * bits)]) }
+    }
+
+    /// What `read` found in a photo: the bits of the view it settled on, and the message when
+    /// BCH corrected them.
+    public struct Reading: Sendable {
+        public var bits: [UInt8]
+        public var data: [UInt8]?
+        public var corrected: Int
+        public var view: DecoderView
+    }
+
+    /// Reads the message of a photo, as `decode` does: the plain view first, then (100-bit models,
+    /// when BCH cannot correct the plain view) the other `views` in one batch, the first that
+    /// corrects winning. Without a message in any view, the plain view's bits.
+    public func read(_ image: RGBImage, views: [DecoderView] = DecoderView.search) throws -> Reading {
+        let plain = Embedding.modelInput(image, width: width, height: height)
+        let first = try logits(Tensor(shape: [1, height, width, 3], scalars: plain.pixels), count: 1)[0].map { UInt8($0 > 0 ? 1 : 0) }
+        let codec = SecretCodec.standard
+        guard bits == codec.totalBits else { return Reading(bits: first, data: nil, corrected: 0, view: .plain) }
+        if let d = try? codec.decodeData(first) { return Reading(bits: first, data: d.data, corrected: d.corrected, view: .plain) }
+        let others = views.filter { $0 != .plain }
+        if others.isEmpty { return Reading(bits: first, data: nil, corrected: 0, view: .plain) }
+        let r = Embedding.region(width: image.width, height: image.height)
+        let aspect = Double(r.width) / Double(r.height) * Double(height) / Double(width)
+        let inputs = others.flatMap { $0.apply(to: plain, aspect: aspect).pixels }
+        let all = try logits(Tensor(shape: [others.count, height, width, 3], scalars: inputs), count: others.count)
+        for (view, l) in zip(others, all) {
+            let b = l.map { UInt8($0 > 0 ? 1 : 0) }
+            if let d = try? codec.decodeData(b) { return Reading(bits: b, data: d.data, corrected: d.corrected, view: view) }
+        }
+        return Reading(bits: first, data: nil, corrected: 0, view: .plain)
     }
 
     /// The bits each photo carries (logit > 0).

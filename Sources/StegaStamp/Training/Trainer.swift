@@ -85,6 +85,42 @@ public final class Trainer {
         return (all.filter { !held.contains($0) }, held)
     }
 
+    /// The parameters a fine-tuning run starts from: every encoder and decoder weight of `path` (a
+    /// model file or a run checkpoint; all must be there, with this run's shapes), and whatever
+    /// else of the training graphs the file holds with the right shape (a checkpoint's critic and
+    /// optimizer slots). The rest is initialised from the seed by the caller.
+    static func warmStart(from path: String, graphs: TrainingGraphSet, log: (String) -> Void) throws -> ParameterStore {
+        let source: ParameterStore
+        do { source = try ParameterStore.load(path: path) } catch {
+            throw TrainingError("--init-from \(path): \(error)")
+        }
+        var store = ParameterStore()
+        var required = 0
+        for g in [graphs.encoder, graphs.decoder] {
+            for id in g.parameters {
+                let v = g[id]
+                guard let t = source[v.name] else {
+                    throw TrainingError("--init-from \(path): lacks '\(v.name)' (not a model of this run's architecture, size and bits?)")
+                }
+                guard t.shape == v.shape else {
+                    throw TrainingError("--init-from \(path): '\(v.name)' is f32\(Shape.describe(t.shape)); this run needs f32\(Shape.describe(v.shape))")
+                }
+                if store[v.name] == nil { required += 1 }
+                store[v.name] = t
+            }
+        }
+        var extra = 0
+        for g in [graphs.generator] + (graphs.critic.map { [$0] } ?? []) {
+            for id in g.parameters {
+                let v = g[id]
+                if store[v.name] == nil, let t = source[v.name], t.shape == v.shape { store[v.name] = t; extra += 1 }
+            }
+        }
+        log("fine-tuning from \(path): \(required) encoder and decoder weights" + (extra > 0 ? ", \(extra) other parameters (critic, optimizer slots)" : "")
+            + "; the rest initialised from the seed")
+        return store
+    }
+
     /// Runs (or, with `resume`, continues) the run up to `config.steps`.
     public func run(resume: Bool) throws -> Summary {
         let fm = FileManager.default
@@ -144,7 +180,11 @@ public final class Trainer {
                    (config.evalImages + config.batch - 1) / config.batch * config.batch, evalFiles.count, Date().timeIntervalSince(t2)))
         let compileSeconds = Date().timeIntervalSince(t0)
 
-        // Parameters: the checkpoint's must be complete and of the right shapes; a fresh run initialises.
+        // Parameters: the checkpoint's must be complete and of the right shapes; a fresh run
+        // initialises, after taking what --init-from holds.
+        if !resume && isRoot, let source = config.initFrom {
+            store = try Self.warmStart(from: source, graphs: graphs, log: log)
+        }
         for g in [graphs.generator] + (graphs.critic.map { [$0] } ?? []) {
             if resume && isRoot {
                 for id in g.parameters {

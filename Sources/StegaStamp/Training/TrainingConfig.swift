@@ -18,6 +18,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Total steps of the run (a resumed run continues up to this).
     public var steps = 30_000
     public var seed = 1
+    /// Warm start (fine-tuning): a model file (`stegastamp export`, the shipped model) or a run
+    /// checkpoint whose encoder and decoder weights a fresh run starts from; every other
+    /// parameter (the critic, optimizer slots) is taken from it when present there, else
+    /// initialised. nil: every parameter from the seed.
+    public var initFrom: String? = nil
 
     // Generator optimizer (Adam, TF1 semantics).
     public var learningRate: Float = 1e-4
