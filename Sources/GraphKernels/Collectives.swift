@@ -14,10 +14,13 @@ public protocol Communicator: AnyObject, Sendable {
     /// The next collective may legitimately wait longer (rank 0 compiles its evaluation graphs,
     /// evaluates or writes a checkpoint while the others wait): a watchdog allows `seconds` more.
     func allowDelay(seconds: Double)
+    /// Returns when every rank has called it (`Collectives.measureWaiting`).
+    func barrier() throws
 }
 
 extension Communicator {
     public func allowDelay(seconds: Double) {}
+    public func barrier() throws {}
 }
 
 public enum Collectives {
@@ -26,14 +29,26 @@ public enum Collectives {
 
     /// Bytes all-reduced so far by this process (for the benchmark's report).
     nonisolated(unsafe) public static var bytesReduced = 0
-    /// Seconds spent inside allReduce calls so far.
+    /// Seconds spent inside allReduce calls so far (with `measureWaiting`, the barrier included).
     nonisolated(unsafe) public static var secondsReducing = 0.0
+    /// A diagnostic: a barrier before every all_reduce splits the time in collectives into
+    /// waiting for the slowest rank (`secondsWaiting`: what overlapping communication with the
+    /// backward pass cannot remove) and the transfer after it (what it could hide). Off by default:
+    /// the barrier costs a round trip per bucket.
+    nonisolated(unsafe) public static var measureWaiting = false
+    nonisolated(unsafe) public static var secondsWaiting = 0.0
 
     /// Runs the collective on `buffer` (a no-op without a communicator or with one rank).
     public static func allReduce(_ buffer: UnsafeMutablePointer<Float>, count: Int, op: AllReduceOp) {
         guard let c = communicator, c.size > 1, count > 0 else { return }
         let t0 = monotonicSeconds()
-        do { try c.allReduce(buffer, count: count, op: op) } catch {
+        do {
+            if measureWaiting {
+                try c.barrier()
+                secondsWaiting += monotonicSeconds() - t0
+            }
+            try c.allReduce(buffer, count: count, op: op)
+        } catch {
             // A kernel cannot throw through the executor; a failed collective ends the process
             // with the reason (the other ranks' watchdogs or MPI end theirs).
             fatalCollective("\(error)")

@@ -79,6 +79,12 @@ final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
+    func barrier() throws {
+        waiting("barrier")
+        defer { waiting(nil) }
+        guard MPI_Barrier(stegastamp_mpi_world()) == MPI_SUCCESS else { throw CLIError("MPI_Barrier failed on rank \(rank)") }
+    }
+
     func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {
         waiting("broadcast of \(count) floats")
         defer { waiting(nil) }

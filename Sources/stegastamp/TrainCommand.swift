@@ -42,6 +42,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Under mpirun: stop the run when a collective waits this many seconds for the other ranks.") var collectiveTimeout: Double = 120
     @Option(help: "Threads per process (default: every core; give each of N ranks on one machine cores / N).") var threads: Int?
     @Option(help: "Under mpirun: gradients are all-reduced in buckets of this many MiB (one collective each).") var bucketMb: Double = 4
+    @Flag(help: "Under mpirun: a barrier before each all_reduce splits the time in collectives into waiting for the slowest rank and the transfer (a diagnostic; costs a round trip per bucket).")
+    var measureWaiting = false
     @OptionGroup(title: "Compiler") var compile: CompileFlags
 
     @Option(help: "Adam learning rate.") var learningRate: Float?
@@ -66,6 +68,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "no_edge, black, white, random, randomrgb or image.") var borders: String?
     @Option var rndTrans: Float?
     @Option var rndTransRamp: Int?
+    @Option(help: "Each example's warp also zooms by 1 + U(-z, z): crops and margins (not in the original; default 0).") var rndZoom: Float?
     @Option var rndBri: Float?
     @Option var rndHue: Float?
     @Option var rndNoise: Float?
@@ -92,7 +95,7 @@ struct TrainCommand: ParsableCommand {
         set(secretLossScale, \.secretLossScale); set(secretLossRamp, \.secretLossRamp); set(gLossScale, \.gLossScale); set(gLossRamp, \.gLossRamp)
         set(l2EdgeGain, \.l2EdgeGain); set(l2EdgeRamp, \.l2EdgeRamp); set(l2EdgeDelay, \.l2EdgeDelay)
         set(perceptual, \.perceptual); set(criticLearningRate, \.criticLearningRate); set(borders, \.borders)
-        set(rndTrans, \.rndTrans); set(rndTransRamp, \.rndTransRamp); set(rndBri, \.rndBri); set(rndHue, \.rndHue)
+        set(rndTrans, \.rndTrans); if let rndZoom { c.rndZoom = rndZoom }; set(rndTransRamp, \.rndTransRamp); set(rndBri, \.rndBri); set(rndHue, \.rndHue)
         set(rndNoise, \.rndNoise); set(rndSat, \.rndSat); set(contrastLow, \.contrastLow); set(contrastHigh, \.contrastHigh)
         set(jpegQuality, \.jpegQuality); set(cropScaleMin, \.cropScaleMin); set(textureThreshold, \.textureThreshold)
         set(evalImagesCount, \.evalImages); set(alarmSteps, \.alarmSteps)
@@ -130,6 +133,7 @@ struct TrainCommand: ParsableCommand {
         trainer.progressBar = !noProgress && isatty(STDOUT_FILENO) != 0
         trainer.communicator = mpi
         Collectives.communicator = mpi
+        Collectives.measureWaiting = measureWaiting
         StopSignal.install()
         if !root {
             // Other ranks: only errors, and the parameter checksum at the end.
@@ -156,6 +160,10 @@ struct TrainCommand: ParsableCommand {
         if let mpi {
             print(String(format: "data-parallel: %d ranks, %.1f MB all-reduced per step, %.1f %% of the step loop in collectives (rank 0)",
                          mpi.size, s.bytesReducedPerStep / 1e6, 100 * s.communicationShare))
+            if measureWaiting {
+                print(String(format: "collectives: %.1f %% of the step loop waiting for the slowest rank (barrier), %.1f %% transferring (rank 0)",
+                             100 * s.waitingShare, 100 * (s.communicationShare - s.waitingShare)))
+            }
             FileHandle.standardError.write("rank \(mpi.rank): parameters checksum \(String(s.parameterChecksum, radix: 16))\n".data(using: .utf8)!)
         }
         if s.interrupted { throw ExitCode(130) }

@@ -1,3 +1,4 @@
+import Foundation
 import GraphAutodiff
 import GraphIR
 import GraphKernels
@@ -24,6 +25,10 @@ final class FakeRanks: Communicator, @unchecked Sendable {
     }
 
     func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {}
+
+    var barriers = 0
+    /// The slowest rank arrives 20 ms after this one.
+    func barrier() throws { barriers += 1; usleep(20_000) }
 }
 
 final class AllReduceTests: XCTestCase {
@@ -60,6 +65,26 @@ final class AllReduceTests: XCTestCase {
             XCTAssertEqual(try exe.run(["x": x])["y"]!.scalars, [22, 44, 66, 88, 110, 132], "\(backend)")
         }
         XCTAssertEqual(fake.calls, [6, 6])
+    }
+
+    /// `measureWaiting`: a barrier before every all_reduce, its time counted as waiting (and
+    /// inside the collectives' total); off, no barrier.
+    func testMeasureWaitingSplitsTheTimeInCollectives() throws {
+        let g = try graph(.sum)
+        let fake = FakeRanks(other: [Float](repeating: 1, count: 6))
+        Collectives.communicator = fake
+        defer { Collectives.measureWaiting = false }
+        let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu, ranks: 2))
+        let x = Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
+        _ = try exe.run(["x": x])
+        XCTAssertEqual(fake.barriers, 0)
+        Collectives.measureWaiting = true
+        let (w0, r0) = (Collectives.secondsWaiting, Collectives.secondsReducing)
+        XCTAssertEqual(try exe.run(["x": x])["y"]!.scalars, [4, 6, 8, 10, 12, 14])
+        XCTAssertEqual(fake.barriers, 1)
+        let waited = Collectives.secondsWaiting - w0, total = Collectives.secondsReducing - r0
+        XCTAssertGreaterThanOrEqual(waited, 0.019)
+        XCTAssertGreaterThanOrEqual(total, waited)
     }
 
     func testGradientIsTheCollectiveOfTheCotangent() throws {

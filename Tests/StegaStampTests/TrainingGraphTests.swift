@@ -205,4 +205,25 @@ final class TrainingGraphTests: XCTestCase {
         bad.height = 100
         XCTAssertThrowsError(try StegaStampGraphs.encoder(bad)) { XCTAssertTrue("\($0)".contains("multiples of 16")) }
     }
+    /// --rnd-zoom: zoom 0 leaves the draws exactly as they were; with no displacement, each
+    /// example's warp is a pure scaling about the centre by at most the bound, not the same for all.
+    func testZoomDrawsScaleAboutTheCentreAndZeroChangesNothing() {
+        XCTAssertEqual(PerspectiveMatrices.random(size: 64, displacement: 6, zoom: 0, batch: 4, seed: 9),
+                       PerspectiveMatrices.random(size: 64, displacement: 6, batch: 4, seed: 9))
+        XCTAssertNotEqual(PerspectiveMatrices.random(size: 64, displacement: 6, zoom: 0.1, batch: 4, seed: 9),
+                          PerspectiveMatrices.random(size: 64, displacement: 6, batch: 4, seed: 9))
+        let m = PerspectiveMatrices.random(size: 64, displacement: 0, zoom: 0.1, batch: 8, seed: 3)
+        var scales: [Double] = []
+        for i in 0..<8 {
+            let h = Array(m.scalars[(i * 16 + 8)..<(i * 16 + 16)]).map(Double.init)
+            XCTAssertEqual(h[1], 0, accuracy: 1e-5); XCTAssertEqual(h[3], 0, accuracy: 1e-5)
+            XCTAssertEqual(h[6], 0, accuracy: 1e-6); XCTAssertEqual(h[7], 0, accuracy: 1e-6)
+            XCTAssertEqual(h[0], h[4], accuracy: 1e-5)
+            // The centre stays put.
+            XCTAssertEqual(h[0] * 32 + h[2], 32, accuracy: 1e-3)
+            XCTAssertLessThanOrEqual(abs(1 / h[0] - 1), 0.1 + 1e-5)
+            scales.append(h[0])
+        }
+        XCTAssertGreaterThan(scales.max()! - scales.min()!, 0.02, "every example drew the same zoom")
+    }
 }

@@ -155,7 +155,10 @@ public enum TransformNet {
 /// moved corners back to the image corners (M, with M[2,2] = 1), and the pair
 /// [inv(M) without its [2,2] entry, M] per image: shape [batch, 2, 8].
 public enum PerspectiveMatrices {
-    public static func random(size: Int, displacement d: Double, batch: Int, seed: UInt64) -> Tensor {
+    /// `zoom` > 0 also scales each example's four corners about the centre by a common 1 + z,
+    /// z uniform in [-zoom, zoom] (a crop or a margin of the photo: what StegaStamp's independent
+    /// corner draws almost never make); its draws are separate, so zoom 0 leaves the rest as it was.
+    public static func random(size: Int, displacement d: Double, zoom: Double = 0, batch: Int, seed: UInt64) -> Tensor {
         var out: [Float] = []
         var counter: UInt64 = 0
         func u() -> Double {
@@ -163,9 +166,13 @@ public enum PerspectiveMatrices {
             return Double(CounterRandom.uniform(seed: seed, key: 0x9E55, counter: counter)) * 2 * d - d
         }
         let s = Double(size)
-        for _ in 0..<batch {
+        for i in 0..<batch {
             let src = [(0.0, 0.0), (s, 0.0), (s, s), (0.0, s)]
-            let dst = src.map { ($0.0 + u(), $0.1 + u()) }
+            var dst = src.map { ($0.0 + u(), $0.1 + u()) }
+            if zoom > 0 {
+                let z = (Double(CounterRandom.uniform(seed: seed, key: 0x200A, counter: UInt64(i))) * 2 - 1) * zoom
+                dst = zip(src, dst).map { p, q in (q.0 + z * (p.0 - s / 2), q.1 + z * (p.1 - s / 2)) }
+            }
             let m = homography(from: dst, to: src)
             let inv = Matrix3.inverse(m)
             out += inv.prefix(8).map { Float($0) }

@@ -14,6 +14,8 @@ public struct StepValues: Equatable, Sendable {
     public var l2EdgeGain: Float
     /// min(rnd_trans * step / ramp, rnd_trans): the bound of the per-step displacement draw.
     public var rndTransBound: Float
+    /// The bound of each example's zoom draw (`--rnd-zoom`, ramped like rnd_trans; 0: none).
+    public var rndZoomBound: Float = 0
     public var learningRate: Float
     /// The step the transform net's ramps read (scaled by the curriculum's augmentation strength).
     public var augmentationStep: Float
@@ -52,6 +54,7 @@ public struct Schedule: Sendable {
             l2EdgeGain: secretOnly ? 0 : edge,
             rndTransBound: Self.ramp(c.rndTrans, step, c.rndTransRamp),
             learningRate: lr, augmentationStep: Float(step), randomBitShare: 1)
+        v.rndZoomBound = Self.ramp(c.rndZoom ?? 0, step, c.rndTransRamp)
         if c.curriculum { Curriculum.apply(&v, steps: c.steps) }
         return v
     }
@@ -82,6 +85,7 @@ public enum Curriculum {
         }
         v.augmentationStep = Float(v.step) * strength
         v.rndTransBound *= strength
+        v.rndZoomBound *= strength
     }
 }
 
@@ -115,11 +119,11 @@ public enum StepRandom {
     }
 
     /// train.py: `rnd_tran = U(0, 1) * bound`, `M = get_rand_transform_matrix(width, floor(width * rnd_tran), batch)`.
-    public static func perspective(seed: Int, step: Int, size: Int, bound: Float, batch: Int) -> Tensor {
+    public static func perspective(seed: Int, step: Int, size: Int, bound: Float, zoom: Float = 0, batch: Int) -> Tensor {
         let s = stream(seed, step)
         let u = CounterRandom.uniform(seed: s, key: warpKey, counter: 0)
         let displacement = (Double(size) * Double(u * bound)).rounded(.down)
-        return PerspectiveMatrices.random(size: size, displacement: displacement, batch: batch, seed: s)
+        return PerspectiveMatrices.random(size: size, displacement: displacement, zoom: Double(zoom), batch: batch, seed: s)
     }
 
     /// The graph's noise seed of step t (a float input: kept below 2^24 so it is exact).

@@ -58,6 +58,9 @@ public final class Trainer {
         /// inside collectives (waiting for the slowest rank included).
         public var bytesReducedPerStep: Double
         public var communicationShare: Double
+        /// With `Collectives.measureWaiting`: the part of `communicationShare` spent waiting for
+        /// the slowest rank (the barrier before each all_reduce); the rest is the transfer.
+        public var waitingShare: Double
     }
 
     public var checkpointPath: String { path("checkpoint.safetensors") }
@@ -231,13 +234,14 @@ public final class Trainer {
         var windowCompiled = 0.0
 
         if start >= config.steps { log("the run is already at step \(start) of \(config.steps): nothing to train") }
-        let reduced0 = Collectives.bytesReduced, reducing0 = Collectives.secondsReducing
+        let reduced0 = Collectives.bytesReduced, reducing0 = Collectives.secondsReducing, waiting0 = Collectives.secondsWaiting
         var step = start
         while step < config.steps {
             let stepStart = Date()
             let v = schedule.values(at: step)
             // This rank's examples offset ..< offset + localBatch of the global batch (all of it in one process).
-            let perspective = StepRandom.perspective(seed: config.seed, step: step, size: config.size, bound: v.rndTransBound, batch: config.batch)
+            let perspective = StepRandom.perspective(seed: config.seed, step: step, size: config.size, bound: v.rndTransBound,
+                                                      zoom: v.rndZoomBound, batch: config.batch)
             let feeds: [String: Tensor] = [
                 "secret": StepRandom.secrets(seed: config.seed, step: step, bits: config.bits, offset: offset, count: localBatch,
                                              randomShare: v.randomBitShare),
@@ -360,7 +364,8 @@ public final class Trainer {
                        gflopPerStep: flopPerStep / 1e9, compileSeconds: compileSeconds, lastMetrics: lastMetrics,
                        parameterChecksum: checksum,
                        bytesReducedPerStep: loopSteps > 0 ? Double(Collectives.bytesReduced - reduced0) / Double(loopSteps) : 0,
-                       communicationShare: loopSeconds > 0 ? (Collectives.secondsReducing - reducing0) / loopSeconds : 0)
+                       communicationShare: loopSeconds > 0 ? (Collectives.secondsReducing - reducing0) / loopSeconds : 0,
+                       waitingShare: loopSeconds > 0 ? (Collectives.secondsWaiting - waiting0) / loopSeconds : 0)
     }
 
     static func boardTag(_ key: String) -> String {

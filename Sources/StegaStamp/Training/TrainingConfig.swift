@@ -48,6 +48,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     // Transform net and perspective warp.
     public var rndTrans: Float = 0.1, rndTransRamp = 3000
+    /// Each example's warp also zooms by 1 + U(-rndZoom, rndZoom) (crops and margins; not in the
+    /// original; nil or 0: none). Optional so that configurations written before it still read.
+    public var rndZoom: Float? = nil
     public var rndBri: Float = 0.3, rndBriRamp = 1000
     public var rndHue: Float = 0.1, rndHueRamp = 1000
     public var rndNoise: Float = 0.02, rndNoiseRamp = 1000
@@ -154,6 +157,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try need(BorderMode(rawValue: borders) != nil,
                  "--borders '\(borders)': choose one of \(BorderMode.allCases.map(\.rawValue).joined(separator: ", "))")
         try need(rndTrans >= 0 && rndTrans < 0.5, "--rnd-trans \(rndTrans): must be in [0, 0.5)")
+        try need((rndZoom ?? 0) >= 0 && (rndZoom ?? 0) < 0.5, "--rnd-zoom \(rndZoom ?? 0): must be in [0, 0.5)")
         try need(jpegQuality >= 1 && jpegQuality <= 100, "--jpeg-quality \(jpegQuality): must be in 1...100")
         try need(contrastLow > 0 && contrastLow <= contrastHigh, "--contrast-low/--contrast-high: need 0 < low <= high")
         try need(cropScaleMin > 0 && cropScaleMin <= 1, "--crop-scale-min \(cropScaleMin): must be in (0, 1]")
