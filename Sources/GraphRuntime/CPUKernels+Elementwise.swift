@@ -11,14 +11,18 @@ extension CPUKernels {
         ElementwiseLoops.unary(u, x, out, n)
     }
 
+    /// Whether `small` (leading 1s aside) is the trailing part of `shape`: it repeats along the
+    /// leading axes.
+    static func repeats(_ small: [Int], along shape: [Int]) -> Bool {
+        let trimmed = Array(small.drop(while: { $0 == 1 }))
+        return Array(shape.suffix(trimmed.count)) == trimmed
+    }
+
     /// Whether `binary` takes these shapes: same shape, a scalar, or an operand that repeats along
     /// the leading axes (a bias), on either side.
     static func binaryCovers(_ xShape: [Int], _ yShape: [Int], _ shape: [Int]) -> Bool {
         let n = Shape.count(shape), xn = Shape.count(xShape), yn = Shape.count(yShape)
-        func periodic(_ small: [Int]) -> Bool {
-            let trimmed = Array(small.drop(while: { $0 == 1 }))
-            return Array(shape.suffix(trimmed.count)) == trimmed
-        }
+        func periodic(_ small: [Int]) -> Bool { repeats(small, along: shape) }
         if xn == n && yn == n && xShape == shape && yShape == shape { return true }
         if xShape == shape && (yn == 1 || periodic(yShape)) && yn > 0 { return true }
         return yShape == shape && (xn == 1 || periodic(xShape)) && xn > 0
@@ -29,10 +33,7 @@ extension CPUKernels {
                        _ shape: [Int], _ out: UnsafeMutablePointer<Float>) -> Bool {
         let n = Shape.count(shape)
         let xn = Shape.count(xShape), yn = Shape.count(yShape)
-        func periodic(_ small: [Int]) -> Bool {
-            let trimmed = Array(small.drop(while: { $0 == 1 }))
-            return Array(shape.suffix(trimmed.count)) == trimmed
-        }
+        func periodic(_ small: [Int]) -> Bool { repeats(small, along: shape) }
         if xn == n && yn == n && xShape == shape && yShape == shape {
             ElementwiseLoops.binary(b, x, y, out, n)
         } else if xShape == shape && (yn == 1 || periodic(yShape)) && yn > 0 {

@@ -12,7 +12,8 @@ final class ShippedModelTests: XCTestCase {
         let m = try WatermarkModel(path: path)
         XCTAssertEqual(m.bits, SecretCodec.standard.totalBits)
         XCTAssertEqual([m.width, m.height], [128, 128])
-        XCTAssertEqual(m.defaultStrength, 1.5)
+        XCTAssertEqual(m.defaultStrength, Float(try XCTUnwrap(m.metadata["strength"])), "the default strength is the file's")
+        XCTAssertTrue((0.25...4).contains(m.defaultStrength), "\(m.defaultStrength)")
         XCTAssertNotNil(m.metadata["summary.psnr_mean"], "the metrics summary travels in the metadata")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shipped-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
