@@ -22,10 +22,9 @@ extension CPUKernels {
     /// the leading axes (a bias), on either side.
     static func binaryCovers(_ xShape: [Int], _ yShape: [Int], _ shape: [Int]) -> Bool {
         let n = Shape.count(shape), xn = Shape.count(xShape), yn = Shape.count(yShape)
-        func periodic(_ small: [Int]) -> Bool { repeats(small, along: shape) }
         if xn == n && yn == n && xShape == shape && yShape == shape { return true }
-        if xShape == shape && (yn == 1 || periodic(yShape)) && yn > 0 { return true }
-        return yShape == shape && (xn == 1 || periodic(xShape)) && xn > 0
+        if xShape == shape && (yn == 1 || repeats(yShape, along: shape)) && yn > 0 { return true }
+        return yShape == shape && (xn == 1 || repeats(xShape, along: shape)) && xn > 0
     }
 
     /// Same-shape, scalar and trailing-broadcast (bias) cases without index arrays.
@@ -33,10 +32,9 @@ extension CPUKernels {
                        _ shape: [Int], _ out: UnsafeMutablePointer<Float>) -> Bool {
         let n = Shape.count(shape)
         let xn = Shape.count(xShape), yn = Shape.count(yShape)
-        func periodic(_ small: [Int]) -> Bool { repeats(small, along: shape) }
         if xn == n && yn == n && xShape == shape && yShape == shape {
             ElementwiseLoops.binary(b, x, y, out, n)
-        } else if xShape == shape && (yn == 1 || periodic(yShape)) && yn > 0 {
+        } else if xShape == shape && (yn == 1 || repeats(yShape, along: shape)) && yn > 0 {
             if yn == 1 {
                 ElementwiseLoops.binary(b, x, y, out, n, layout: .scalarY)
             } else {
@@ -44,7 +42,7 @@ extension CPUKernels {
                 var i = 0
                 while i < n { ElementwiseLoops.binary(b, x + i, y, out + i, yn); i += yn }
             }
-        } else if yShape == shape && (xn == 1 || periodic(xShape)) && xn > 0 {
+        } else if yShape == shape && (xn == 1 || repeats(xShape, along: shape)) && xn > 0 {
             if xn == 1 {
                 ElementwiseLoops.binary(b, x, y, out, n, layout: .scalarX)
             } else {

@@ -178,6 +178,9 @@ public final class WatermarkModel {
         return (0..<count).map { i in Array(logits.scalars[(i * bits)..<((i + 1) * bits)]) }
     }
 
+    /// Logits to bits (bit = logit > 0).
+    static func bits(_ logits: [Float]) -> [UInt8] { logits.map { $0 > 0 ? 1 : 0 } }
+
     /// What `read` found in a photo: the bits of the view it settled on, and the message when
     /// BCH corrected them.
     public struct Reading: Sendable {
@@ -192,7 +195,7 @@ public final class WatermarkModel {
     /// corrects winning. Without a message in any view, the plain view's bits.
     public func read(_ image: RGBImage, views: [DecoderView] = DecoderView.search) throws -> Reading {
         let plain = Embedding.modelInput(image, width: width, height: height)
-        let first = try logits(Tensor(shape: [1, height, width, 3], scalars: plain.pixels), count: 1)[0].map { UInt8($0 > 0 ? 1 : 0) }
+        let first = Self.bits(try logits(Tensor(shape: [1, height, width, 3], scalars: plain.pixels), count: 1)[0])
         let codec = SecretCodec.standard
         guard bits == codec.totalBits else { return Reading(bits: first, data: nil, corrected: 0, view: .plain) }
         if let d = try? codec.decodeData(first) { return Reading(bits: first, data: d.data, corrected: d.corrected, view: .plain) }
@@ -203,7 +206,7 @@ public final class WatermarkModel {
         let inputs = others.flatMap { $0.apply(to: plain, aspect: aspect).pixels }
         let all = try logits(Tensor(shape: [others.count, height, width, 3], scalars: inputs), count: others.count)
         for (view, l) in zip(others, all) {
-            let b = l.map { UInt8($0 > 0 ? 1 : 0) }
+            let b = Self.bits(l)
             if let d = try? codec.decodeData(b) { return Reading(bits: b, data: d.data, corrected: d.corrected, view: view) }
         }
         return Reading(bits: first, data: nil, corrected: 0, view: .plain)
@@ -211,6 +214,6 @@ public final class WatermarkModel {
 
     /// The bits each photo carries (logit > 0).
     public func decodeBits(_ images: [RGBImage]) throws -> [[UInt8]] {
-        try decodeLogits(images).map { $0.map { $0 > 0 ? 1 : 0 } }
+        try decodeLogits(images).map(Self.bits)
     }
 }
