@@ -25,9 +25,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Use at most this many photos.") var limit: Int?
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
     @Flag(help: "Decode the plain view only (no search over slightly cropped and turned views).") var plainView = false
+    @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's).") var refine: Int?
 
     func run() throws {
         guard secrets >= 1 else { throw CLIError("--secrets must be at least 1") }
+        if let refine, refine < 0 { throw CLIError("--refine must be 0 or more, got \(refine)") }
         if let strength, !(strength > 0 && strength.isFinite) { throw CLIError("--strength must be positive") }
         var swept: [Float] = []
         if let sweep {
@@ -43,12 +45,14 @@ struct EvalCommand: ParsableCommand {
         guard isDir else { throw CLIError("--images must be a directory") }
         if let limit { files = Array(files.prefix(max(limit, 1))) }
         let main = strength ?? m.defaultStrength
+        let steps = refine ?? m.defaultRefinement
         let strengths = [main] + swept.filter { $0 != main }
         let t0 = Date()
         let results: [CodecEvaluation.AtStrength]
         do {
             results = try CodecEvaluation.run(model: m, files: files, secretsPerImage: secrets, strengths: strengths,
-                                              views: plainView ? [.plain] : DecoderView.search) {
+                                              views: plainView ? [.plain] : DecoderView.search,
+                                              refinement: steps > 0 ? Refinement(steps: steps) : nil) {
                 FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!)
             }
         } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }

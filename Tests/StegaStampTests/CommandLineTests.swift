@@ -215,6 +215,16 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "Hi", "--out", single, "--strength", "auto",
                                "--survive", "nope"], expect: 1).err.contains("unknown damage 'nope'"))
         XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "Hi", "--out", single, "--strength", "-1"], expect: 64).err.contains("strength"))
+        // --refine: the small demo model cannot be refined (a clear error), a negative count is
+        // refused, the shipped model refines.
+        let refineOut = tmp.appendingPathComponent("refined.png").path
+        XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "Hi", "--out", refineOut, "--refine", "2"], expect: 1)
+            .err.contains("refinement needs a StegaStamp model"))
+        XCTAssertTrue(try run(["encode", "--image", single, "--secret", "Hi", "--out", refineOut, "--refine=-1"], expect: 1).err.contains("--refine"))
+        let refined = try run(["encode", "--image", photos.appendingPathComponent("p0.png").path, "--secret", "Hi", "--out", refineOut,
+                               "--strength", "0.5", "--refine", "2"], expect: 0).out
+        XCTAssertTrue(refined.contains("strength 0.5"), refined)
+        XCTAssertEqual(try ImageIO.read(path: refineOut).width, 64)
         // Without --model, the shipped model; a missing one is a clear error.
         let missing = try run(["decode", "--image", single], expect: 1, environment: ["STEGASTAMP_MODEL": "/no/such/model.safetensors"]).err
         XCTAssertTrue(missing.contains("STEGASTAMP_MODEL=/no/such/model.safetensors: no such file"), missing)

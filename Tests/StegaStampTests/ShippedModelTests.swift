@@ -14,6 +14,7 @@ final class ShippedModelTests: XCTestCase {
         XCTAssertEqual([m.width, m.height], [128, 128])
         XCTAssertEqual(m.defaultStrength, Float(try XCTUnwrap(m.metadata["strength"])), "the default strength is the file's")
         XCTAssertTrue((0.25...4).contains(m.defaultStrength), "\(m.defaultStrength)")
+        XCTAssertEqual(m.defaultRefinement, Int(try XCTUnwrap(m.metadata["refine"])), "the default refinement is the file's")
         XCTAssertNotNil(m.metadata["summary.psnr_mean"], "the metrics summary travels in the metadata")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shipped-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -37,7 +37,7 @@ public enum CodecEvaluation {
 
     public static func run(model: WatermarkModel, files: [String], secretsPerImage: Int, strengths: [Float],
                            distortions: [Distortion] = Distortion.suite, views: [DecoderView] = DecoderView.search,
-                           progress: (String) -> Void = { _ in }) throws -> [AtStrength] {
+                           refinement: Refinement? = nil, progress: (String) -> Void = { _ in }) throws -> [AtStrength] {
         precondition(secretsPerImage >= 1 && !strengths.isEmpty)
         let codec = SecretCodec.standard
         var bitsRight = [[Int]](repeating: [Int](repeating: 0, count: distortions.count), count: strengths.count)
@@ -53,7 +53,9 @@ public enum CodecEvaluation {
                 let bits = codec.encode(data: data)
                 let residual = try model.residuals([cover], bits: bits)[0]
                 for (si, s) in strengths.enumerated() {
-                    let encoded = Embedding.apply(residual.pixels, to: cover, strength: s)
+                    // Refinement is made for one strength: one refined residual per strength.
+                    let used = try refinement.map { try model.refine(residual, image: cover, bits: bits, strength: s, $0).residual } ?? residual
+                    let encoded = Embedding.apply(used.pixels, to: cover, strength: s)
                     psnr[si] += Quality.psnr(encoded, cover) / Double(secretsPerImage)
                     ssim[si] += try Quality.ssim(encoded, cover) / Double(secretsPerImage)
                     for (d, distortion) in distortions.enumerated() {

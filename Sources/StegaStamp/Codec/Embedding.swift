@@ -36,15 +36,20 @@ public enum Embedding {
     /// removed (a uniform tint carries no message and costs PSNR).
     public static func residual(raw: RGBImage, cover: RGBImage) -> RGBImage {
         precondition(raw.width == cover.width && raw.height == cover.height)
-        var r = zip(raw.pixels, cover.pixels).map { min(max($0 + $1, 0), 1) - $1 }
-        let n = Float(raw.width * raw.height)
+        return removeChannelMeans(RGBImage(width: raw.width, height: raw.height, pixels: zip(raw.pixels, cover.pixels).map { min(max($0 + $1, 0), 1) - $1 }))
+    }
+
+    /// `r` with each channel's mean subtracted.
+    public static func removeChannelMeans(_ r: RGBImage) -> RGBImage {
+        var p = r.pixels
+        let n = Float(r.width * r.height)
         for c in 0..<3 {
             var mean: Float = 0
-            for i in stride(from: c, to: r.count, by: 3) { mean += r[i] }
+            for i in stride(from: c, to: p.count, by: 3) { mean += p[i] }
             mean /= n
-            for i in stride(from: c, to: r.count, by: 3) { r[i] -= mean }
+            for i in stride(from: c, to: p.count, by: 3) { p[i] -= mean }
         }
-        return RGBImage(width: raw.width, height: raw.height, pixels: r)
+        return RGBImage(width: r.width, height: r.height, pixels: p)
     }
 
     /// Smooth ramp from 0 at a region's edge to 1 at `ramp` pixels in (only on sides where the

@@ -14,6 +14,7 @@ public final class WatermarkModel {
     var parameters: ParameterStore
     var encoders: [Int: Executable] = [:]
     var decoders: [Int: Executable] = [:]
+    var refiners: [Int: Executable] = [:]
     public var backend: Backend = .cpu
     /// GraphJIT for the elementwise kernels: off by default here, since LLVM takes about 0.5 s per
     /// network, more than a command spends running it at the model's size (the Swift loops cost
@@ -21,7 +22,7 @@ public final class WatermarkModel {
     public var jit = false
     /// Executables are kept per batch size (a convenience cache): every miss compiles, is counted
     /// here and is reported through `log` (standard error by default) with its reason.
-    public private(set) var compilations = 0
+    public internal(set) var compilations = 0
     public var log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
 
     /// The format of a model exported for use (encoder and decoder weights only, float16).
@@ -30,13 +31,26 @@ public final class WatermarkModel {
     /// Writes the encoder and decoder of a training checkpoint as a model file: float16 weights,
     /// the training configuration, the default strength, and `summary` (measured figures) in the
     /// metadata. Atomic, like every file this tool writes.
-    public static func export(checkpoint: String, to path: String, strength: Float, summary: [String: String] = [:]) throws {
-        let run = try RunCheckpoint.read(path: checkpoint)
+    /// `checkpoint` may also be a model file exported before: its weights are kept as they are
+    /// and its defaults and summary replaced (`refine`: the refinement steps `encode` takes by
+    /// default, see `Refinement`).
+    public static func export(checkpoint: String, to path: String, strength: Float, refine: Int = 0, summary: [String: String] = [:]) throws {
         guard strength > 0, strength.isFinite else { throw ModelError("strength must be positive, got \(strength)") }
+        guard refine >= 0 else { throw ModelError("refine must be 0 or more, got \(refine)") }
+        let defaults = ["strength": "\(strength)", "refine": "\(refine)"]
+        let source = try SafetensorsFile.read(path: checkpoint)
+        if source.metadata["format"] == format {
+            _ = try WatermarkModel(path: checkpoint)
+            var file = source
+            file.metadata = source.metadata.filter { !$0.key.hasPrefix("summary.") }.merging(summary.merging(defaults) { _, new in new }) { _, new in new }
+            try file.write(path: path, sync: true)
+            return
+        }
+        let run = try RunCheckpoint.read(path: checkpoint)
         var file = SafetensorsFile(metadata: summary.merging([
             "format": format, "version": "1", "config": run.config.json(), "step": "\(run.step)",
-            "strength": "\(strength)", "bits": "\(run.config.bits)", "size": "\(run.config.size)",
-        ]) { _, new in new })
+            "bits": "\(run.config.bits)", "size": "\(run.config.size)",
+        ].merging(defaults) { _, new in new }) { _, new in new })
         let networks = run.config.networks
         for g in [try networks.encoder(batch: 1), try networks.decoder(batch: 1)] {
             for id in g.parameters {
@@ -61,6 +75,8 @@ public final class WatermarkModel {
     /// The strength `encode` uses when none is given: 1 for a training checkpoint, the shipped
     /// model's own setting (metadata `strength`) for an exported model.
     public let defaultStrength: Float
+    /// The refinement steps `encode` takes when none are given (metadata `refine`; 0 without).
+    public let defaultRefinement: Int
     /// The metadata of the file (a shipped model's training summary, among others).
     public let metadata: [String: String]
 
@@ -78,6 +94,12 @@ public final class WatermarkModel {
             defaultStrength = v
         } else {
             defaultStrength = 1
+        }
+        if let s = m["refine"] {
+            guard let v = Int(s), v >= 0 else { throw ModelError("\(path): metadata refine '\(s)' is not a count of steps") }
+            defaultRefinement = v
+        } else {
+            defaultRefinement = 0
         }
         if m["format"] == RunCheckpoint.format || m["format"] == Self.format {
             guard let json = m["config"] else { throw ModelError("\(path): training checkpoint without its configuration") }
@@ -160,9 +182,14 @@ public final class WatermarkModel {
     }
 
     /// Hides `bits` in each photo, at the photo's own size; `strength` nil is the model's default.
-    public func encode(_ images: [RGBImage], bits secretBits: [UInt8], strength: Float? = nil) throws -> [RGBImage] {
+    /// `refine` nil is the model's default number of refinement steps (0: none).
+    public func encode(_ images: [RGBImage], bits secretBits: [UInt8], strength: Float? = nil, refine: Int? = nil) throws -> [RGBImage] {
         let s = strength ?? defaultStrength
-        return zip(images, try residuals(images, bits: secretBits)).map { Embedding.apply($1.pixels, to: $0, strength: s) }
+        let steps = refine ?? defaultRefinement
+        return try zip(images, try residuals(images, bits: secretBits)).map { image, r in
+            let used = steps > 0 ? try self.refine(r, image: image, bits: secretBits, strength: s, Refinement(steps: steps)).residual : r
+            return Embedding.apply(used.pixels, to: image, strength: s)
+        }
     }
 
     /// The decoder's logits for each photo (bit = logit > 0).
