@@ -21,7 +21,7 @@ final class RefinementTests: XCTestCase {
         r.views = 2
         r.jpeg = false
         let delta = try m.residuals([image], bits: bits)[0].pixels.pixels.map { $0 * 0.3 }
-        let cover = m.coverTensor(image)
+        let cover = m.batchTensor([image])
         let g = try m.refinementLoss(delta: delta, cover: cover, bits: bits, r, step: 7).gradient
         var state: UInt64 = 12345
         let direction: [Float] = delta.indices.map { _ in
@@ -56,7 +56,7 @@ final class RefinementTests: XCTestCase {
             XCTAssertEqual(mean / Double(128 * 128), 0, accuracy: 1e-6)
         }
         XCTAssertNotEqual(refined.pixels, start.pixels)
-        let cover = m.coverTensor(image)
+        let cover = m.batchTensor([image])
         var before = 0.0, after = 0.0
         for step in 1000..<1004 {
             before += Double(try m.refinementLoss(delta: start.pixels.pixels.map { $0 * strength }, cover: cover, bits: bits, r, step: step).loss)

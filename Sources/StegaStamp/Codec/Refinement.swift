@@ -45,7 +45,7 @@ extension WatermarkModel {
         let secret = b.input("secret", [k, bits]), warps = b.input("warps", [k, 8]), seed = b.input("seed", [])
         let frames = b.input("frames", [k, height, width, 1])
         let encoded = TransformNet.clip(b, b.add(cover, delta), 0, 1)
-        let copies = b.add(b.constant(0, shape: [k, height, width, 3]), encoded)
+        let copies = b.broadcast(encoded, to: [k, height, width, 3])
         let ones = b.constant(1, shape: [k, height, width, 3])
         func warp(_ x: ValueID) -> ValueID { b.apply(.projectiveWarp(inverse: false, gradient: .exact), [x, warps]) }
         // White outside the warped photo, as in training.
@@ -67,12 +67,7 @@ extension WatermarkModel {
     func refiner(views: Int, jpeg: Bool) throws -> Executable {
         let key = views * 2 + (jpeg ? 1 : 0)
         if let e = refiners[key] { return e }
-        let g = try refinementGraph(views: views, jpeg: jpeg)
-        compilations += 1
-        let t0 = Date()
-        let e = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend, jit: jit))
-        log(String(format: "compiled the refinement step for %d views (%dx%d) in %.2f s; compilation %d", views, height, width,
-                   Date().timeIntervalSince(t0), compilations))
+        let e = try compileLogged(try refinementGraph(views: views, jpeg: jpeg), "the refinement step for \(views) views")
         refiners[key] = e
         return e
     }
@@ -112,11 +107,6 @@ extension WatermarkModel {
         return (out["loss"]!.scalars[0], out["bit_accuracy"]!.scalars[0], out["gradient"]!.scalars)
     }
 
-    /// The model input of a photo as a [1, H, W, 3] tensor.
-    func coverTensor(_ image: RGBImage) -> Tensor {
-        Tensor(shape: [1, height, width, 3], scalars: Embedding.modelInput(image, width: width, height: height).pixels)
-    }
-
     /// `residual` refined for `image` at `strength` (see `Refinement`): the same norm, each channel's
     /// mean removed. Also returns the last step's bit accuracy over its damaged views.
     public func refine(_ residual: Residual, image: RGBImage, bits secretBits: [UInt8], strength: Float,
@@ -126,7 +116,7 @@ extension WatermarkModel {
             throw ModelError("refinement needs views >= 1, a positive rate and strength, got \(r.views) views, rate \(r.rate), strength \(strength)")
         }
         guard secretBits.count == bits else { throw ModelError("the model hides \(bits) bits, got \(secretBits.count)") }
-        let cover = coverTensor(image)
+        let cover = batchTensor([image])
         var delta = residual.pixels.pixels.map { $0 * strength }
         let target = Self.norm(delta)
         guard target > 0 else { return (residual, .nan) }

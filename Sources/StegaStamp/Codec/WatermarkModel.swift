@@ -22,7 +22,7 @@ public final class WatermarkModel {
     public var jit = false
     /// Executables are kept per batch size (a convenience cache): every miss compiles, is counted
     /// here and is reported through `log` (standard error by default) with its reason.
-    public internal(set) var compilations = 0
+    public private(set) var compilations = 0
     public var log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
 
     /// The format of a model exported for use (encoder and decoder weights only, float16).
@@ -134,24 +134,25 @@ public final class WatermarkModel {
         }
     }
 
-    func encoder(batch: Int) throws -> Executable {
-        if let e = encoders[batch] { return e }
-        let g = try networks.encoder(batch: batch)
+    /// Compiles `g`, counting and logging the compilation (`what` names it in the log).
+    func compileLogged(_ g: Graph, _ what: String) throws -> Executable {
         compilations += 1
         let t0 = Date()
         let e = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend, jit: jit))
-        log(String(format: "compiled the encoder for batch %d (%dx%d) in %.2f s; compilation %d", batch, height, width, Date().timeIntervalSince(t0), compilations))
+        log(String(format: "compiled %@ (%dx%d) in %.2f s; compilation %d", what, height, width, Date().timeIntervalSince(t0), compilations))
+        return e
+    }
+
+    func encoder(batch: Int) throws -> Executable {
+        if let e = encoders[batch] { return e }
+        let e = try compileLogged(try networks.encoder(batch: batch), "the encoder for batch \(batch)")
         encoders[batch] = e
         return e
     }
 
     func decoder(batch: Int) throws -> Executable {
         if let d = decoders[batch] { return d }
-        let g = try networks.decoder(batch: batch)
-        compilations += 1
-        let t0 = Date()
-        let d = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: backend, jit: jit))
-        log(String(format: "compiled the decoder for batch %d (%dx%d) in %.2f s; compilation %d", batch, height, width, Date().timeIntervalSince(t0), compilations))
+        let d = try compileLogged(try networks.decoder(batch: batch), "the decoder for batch \(batch)")
         decoders[batch] = d
         return d
     }
