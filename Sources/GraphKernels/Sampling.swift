@@ -114,8 +114,7 @@ public enum Sampling {
     }
 
     /// The 8 transform entries to use for one image: t itself, or inv([t; 1]) divided by its [2,2].
-    static func transform(_ t: Tensor, batch b: Int, inverse: Bool) -> [Float] {
-        let raw = Array(t.scalars[(b * 8)..<(b * 8 + 8)])
+    static func transform(_ raw: [Float], inverse: Bool) -> [Float] {
         if !inverse { return raw }
         let inv = Matrix3.inverse(raw.map(Double.init) + [1])
         return (0..<8).map { Float(inv[$0] / inv[8]) }
@@ -131,20 +130,28 @@ public enum Sampling {
         return ((t[0] * fx + t[1] * fy + t[2]) / k, (t[3] * fx + t[4] * fy + t[5]) / k)
     }
 
-    /// Source coordinates [n, h, w, 2] of every output pixel; where the projection is 0 (TF fills
-    /// those pixels) a coordinate far outside the image, which samples to 0.
-    static func projectiveCoords(_ transforms: Tensor, n: Int, h: Int, w: Int, inverse: Bool) -> Tensor {
-        var coords = [Float](repeating: -1e9, count: n * h * w * 2)
+    /// Source coordinates [n, h, w, 2] of every output pixel into `coords`, from the transforms
+    /// [n, 8]; where the projection is 0 (TF fills those pixels) a coordinate far outside the
+    /// image, which samples to 0. The one definition the reference and CPU kernels share.
+    public static func projectiveCoords(_ transforms: UnsafePointer<Float>, n: Int, h: Int, w: Int, inverse: Bool,
+                                        into coords: UnsafeMutablePointer<Float>) {
         for b in 0..<n {
-            let t = transform(transforms, batch: b, inverse: inverse)
+            let t = transform(Array(UnsafeBufferPointer(start: transforms + b * 8, count: 8)), inverse: inverse)
             for y in 0..<h {
                 for x in 0..<w {
-                    guard let (X, Y) = project(t, x: x, y: y) else { continue }
                     let o = ((b * h + y) * w + x) * 2
+                    guard let (X, Y) = project(t, x: x, y: y) else { coords[o] = -1e9; coords[o + 1] = -1e9; continue }
                     coords[o] = X
                     coords[o + 1] = Y
                 }
             }
+        }
+    }
+
+    static func projectiveCoords(_ transforms: Tensor, n: Int, h: Int, w: Int, inverse: Bool) -> Tensor {
+        var coords = [Float](repeating: 0, count: n * h * w * 2)
+        transforms.scalars.withUnsafeBufferPointer { t in
+            coords.withUnsafeMutableBufferPointer { projectiveCoords(t.baseAddress!, n: n, h: h, w: w, inverse: inverse, into: $0.baseAddress!) }
         }
         return Tensor(shape: [n, h, w, 2], scalars: coords)
     }

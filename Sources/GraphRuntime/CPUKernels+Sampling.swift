@@ -96,6 +96,44 @@ extension CPUKernels {
         }
     }
 
+    /// The projective warp: its coordinates (in the workspace), then the bilinear sampler with
+    /// zero outside: the reference kernel's sums in its order, so the same bits.
+    static func projectiveWarp(_ image: UnsafePointer<Float>, _ shape: [Int], _ transforms: UnsafePointer<Float>, inverse: Bool,
+                               _ out: UnsafeMutablePointer<Float>, _ workspace: Workspace) {
+        let (n, h, w) = (shape[0], shape[1], shape[2])
+        let coords = workspace.buffer(.columns, n * h * w * 2, of: Float.self)
+        Sampling.projectiveCoords(transforms, n: n, h: h, w: w, inverse: inverse, into: coords)
+        sample(image, shape, coords, [n, h, w, 2], .zero, out)
+    }
+
+    /// The warp's transpose: each image's scatter summed in double in the reference kernel's
+    /// order (the same bits), images split between the cores.
+    static func projectiveWarpTranspose(_ dy: UnsafePointer<Float>, _ transforms: UnsafePointer<Float>, inverse: Bool,
+                                        _ shape: [Int], _ out: UnsafeMutablePointer<Float>, _ workspace: Workspace) {
+        let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
+        let coords = workspace.buffer(.columns, n * h * w * 2, of: Float.self)
+        Sampling.projectiveCoords(transforms, n: n, h: h, w: w, inverse: inverse, into: coords)
+        let sums = workspace.buffer(.sums, n * h * w * c, of: Double.self)
+        nonisolated(unsafe) let (grad, xy, result, all) = (dy, UnsafePointer(coords), out, sums)
+        perImage(n) { b in
+            let acc = all + b * h * w * c
+            acc.update(repeating: 0, count: h * w * c)
+            for p in 0..<(h * w) {
+                let k = b * h * w + p
+                let t = Sampling.taps(xy[2 * k], xy[2 * k + 1], h: h, w: w, mode: .zero)
+                let g = grad + k * c
+                @inline(__always) func tap(_ i: Int, _ wgt: Float) {
+                    if i < 0 { return }
+                    let dst = acc + i * c
+                    for q in 0..<c { dst[q] += Double(wgt) * Double(g[q]) }
+                }
+                tap(t.index.0, t.weight.0); tap(t.index.1, t.weight.1); tap(t.index.2, t.weight.2); tap(t.index.3, t.weight.3)
+            }
+            let dst = result + b * h * w * c
+            for j in 0..<(h * w * c) { dst[j] = Float(acc[j]) }
+        }
+    }
+
     /// The reference kernel's counter-based numbers (a pure function of seed, key and index), on
     /// both cores.
     static func random(_ seed: Float, _ key: Int, _ n: Int, normal: Bool, _ out: UnsafeMutablePointer<Float>) {

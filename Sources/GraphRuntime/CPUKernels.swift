@@ -100,6 +100,10 @@ enum CPUKernels {
             return (.native, { x, out, _ in sampleGradImage(x[0], x[1], shapes[1], mode, shape, out) })
         case .bilinearSampleGradCoords(let mode):
             return (.native, { x, out, _ in sampleGradCoords(x[0], shapes[0], x[1], shapes[1], x[2], mode, out) })
+        case .projectiveWarp(let inverse, _):
+            return (.native, { x, out, w in projectiveWarp(x[0], shapes[0], x[1], inverse: inverse, out, w) })
+        case .projectiveWarpTranspose(let inverse):
+            return (.native, { x, out, w in projectiveWarpTranspose(x[0], x[1], inverse: inverse, shape, out, w) })
         case .randomUniform(_, let key): return (.native, { x, out, _ in random(x[0][0], key, n, normal: false, out) })
         case .randomNormal(_, let key): return (.native, { x, out, _ in random(x[0][0], key, n, normal: true, out) })
         case .allReduce(let r):
@@ -109,7 +113,7 @@ enum CPUKernels {
             })
         // No native kernel: the reference runs them (named in the plan). Listed, not defaulted, so
         // a new op is a compile error here until it is placed.
-        case .pad, .reverse, .projectiveWarp, .projectiveWarpTranspose, .fused: return nil
+        case .pad, .reverse, .fused: return nil
         }
     }
 

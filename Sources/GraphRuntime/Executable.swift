@@ -199,6 +199,13 @@ public final class Profile: @unchecked Sendable {
         calls[kind, default: 0] += 1
     }
 
+    /// The `limit` kinds that took longest, one line each: milliseconds, calls, kind.
+    public func lines(limit: Int) -> [String] {
+        seconds.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(limit).map { kind, t in
+            String(format: "  %8.1f ms  %5d calls  ", t * 1000, calls[kind]!) + kind
+        }
+    }
+
     /// "conv2d", or "fused output: conv2d+add+relu" for fused kernels.
     static func kind(_ op: Op) -> String {
         guard case .fused(let f) = op else { return op.name }

@@ -70,9 +70,7 @@ struct Bench: ParsableCommand {
         if profile {
             for (w, p) in profiles {
                 print("\n\(w.rawValue): time by op kind and kernel (one iteration)")
-                for (kind, t) in p.seconds.sorted(by: { $0.value > $1.value }).prefix(Self.profileLines) {
-                    print(String(format: "  %8.1f ms  %5d calls  ", t * 1000, p.calls[kind]!) + kind)
-                }
+                for line in p.lines(limit: Self.profileLines) { print(line) }
             }
         }
     }

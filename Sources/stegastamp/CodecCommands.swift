@@ -21,6 +21,7 @@ func loadModel(_ path: String?, backend: Backend) throws -> WatermarkModel {
     do {
         let m = try WatermarkModel(path: try path ?? shippedModelPath())
         m.backend = backend
+        m.compileCache = CompileFlags.defaultCompileCache
         return m
     } catch {
         throw CLIError("\(error)")
@@ -120,6 +121,7 @@ struct EncodeCommand: ParsableCommand {
     @Option(help: "JPEG quality for .jpg outputs.") var jpegQuality = 95
     @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's): the same PSNR, decoded more robustly; with --strength auto it refines at the model's strength.") var refine: Int?
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
+    @Flag(help: "At the end, the networks' time by op kind and kernel, summed over every photo (standard error).") var profile = false
 
     func run() throws {
         if let refine, refine < 0 { throw CLIError("--refine must be 0 or more, got \(refine)") }
@@ -133,6 +135,7 @@ struct EncodeCommand: ParsableCommand {
             search = nil
         }
         let m = try loadModel(model, backend: backend)
+        if profile { m.profile = Profile() }
         guard m.bits == SecretCodec.standard.totalBits else {
             throw CLIError("\(m.path): the model hides \(m.bits) bits; text secrets need \(SecretCodec.standard.totalBits)")
         }
@@ -177,6 +180,9 @@ struct EncodeCommand: ParsableCommand {
                 pipeline.write(vis, path: residualPath, jpegQuality: 95)
             }
             print(String(format: "%@ -> %@ (%dx%d, PSNR %.1f dB%@)", p, target, width, height, psnr, note))
+        }
+        if let p = m.profile {
+            m.log("time by op kind and kernel (networks only):\n" + p.lines(limit: 30).joined(separator: "\n"))
         }
     }
 }

@@ -233,6 +233,30 @@ final class CPUBackendTests: XCTestCase {
         }
     }
 
+    /// The projective warp and its transpose on the CPU give the interpreter's bits (same
+    /// coordinates, same sums in the same order), for RGB and other channel counts, both
+    /// directions, and a projection through 0 (TF's fill).
+    func testProjectiveWarpIsTheInterpretersBits() throws {
+        for (c, inverse) in [(3, false), (3, true), (1, false), (4, true)] {
+            let b = GraphBuilder(name: "warp")
+            let image = b.input("image", [3, 10, 12, c]), t = b.input("t", [3, 8])
+            let y = b.apply(.projectiveWarp(inverse: inverse, gradient: .exact), [image, t])
+            b.output("y", y)
+            b.output("yt", b.apply(.projectiveWarpTranspose(inverse: inverse), [image, t]))
+            let g = try b.finish()
+            // A small warp, a strong one, and one whose denominator is 0 at pixel (x 5, y 0).
+            let transforms = Tensor(shape: [3, 8], scalars: [1.02, 0.03, -0.4, -0.02, 0.97, 0.6, 0.001, -0.002,
+                                                             0.8, 0.3, 2, -0.2, 1.3, -1, 0.02, 0.01,
+                                                             1, 0, 0, 0, 1, 0, -0.2, 0])
+            let feeds = ["image": randomTensor([3, 10, 12, c], seed: 41), "t": transforms]
+            let ref = try evaluate(g, feeds, backend: .interpreter)
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(backend: .cpu))
+            XCTAssertTrue(exe.kernelPlan.contains { $0.op == "projective_warp" && "\($0.kernel)" == "\(Kernel.native)" }, "\(exe.kernelPlan.map { "\($0.op) \($0.kernel)" })")
+            let out = try exe.run(feeds)
+            for (name, t) in ref { XCTAssertEqual(out[name]!.scalars, t.scalars, "\(name) c \(c) inverse \(inverse)") }
+        }
+    }
+
     /// The steady state allocates no scratch: after the first run every kernel's workspace slot has
     /// its size (the arena itself is allocated at compile time).
     func testRepeatedRunsAllocateNoScratch() throws {

@@ -57,10 +57,12 @@ final class RefinementTests: XCTestCase {
         }
         XCTAssertNotEqual(refined.pixels, start.pixels)
         let cover = m.batchTensor([image])
+        // What the decoder reads of each residual in this photo.
+        let trip = RoundTrip(width: m.width, height: m.height, photoWidth: image.width, photoHeight: image.height)
         var before = 0.0, after = 0.0
         for step in 1000..<1004 {
-            before += Double(try m.refinementLoss(delta: start.pixels.pixels.map { $0 * strength }, cover: cover, bits: bits, r, step: step).loss)
-            after += Double(try m.refinementLoss(delta: refined.pixels.pixels.map { $0 * strength }, cover: cover, bits: bits, r, step: step).loss)
+            before += Double(try m.refinementLoss(delta: trip.apply(start.pixels.pixels.map { $0 * strength }), cover: cover, bits: bits, r, step: step).loss)
+            after += Double(try m.refinementLoss(delta: trip.apply(refined.pixels.pixels.map { $0 * strength }), cover: cover, bits: bits, r, step: step).loss)
         }
         XCTAssertLessThan(after, 0.8 * before, "secret loss on unseen views: before \(before / 4), after \(after / 4)")
         // No steps: the residual unchanged.
@@ -78,5 +80,53 @@ final class RefinementTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("views"), "\(e)")
         }
         XCTAssertThrowsError(try m.refine(start, image: image, bits: Array(bits.prefix(10)), strength: 0.3, Refinement(steps: 2)))
+        var harsh = Refinement(steps: 2)
+        harsh.severity = 1.5
+        XCTAssertThrowsError(try m.refine(start, image: image, bits: bits, strength: 0.3, harsh)) { e in
+            XCTAssertTrue("\(e)".contains("severity"), "\(e)")
+        }
+    }
+
+    /// The round trip is what the photo pipeline does to a residual: upsampled into a photo,
+    /// resized back to the model's size. And its transpose is its adjoint (the gradient's way back).
+    func testRoundTripIsThePhotoPipelineAndItsTransposeTheAdjoint() throws {
+        for (w, h) in [(640, 300), (128, 128), (200, 90), (1000, 333)] {
+            let trip = RoundTrip(width: 128, height: 128, photoWidth: w, photoHeight: h)
+            var state: UInt64 = UInt64(w * 7 + h)
+            func noise() -> [Float] {
+                (0..<(128 * 128 * 3)).map { _ in
+                    state = state &* 6364136223846793005 &+ 1442695040888963407
+                    return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 1000 * 0.05
+                }
+            }
+            let x = noise(), y = noise()
+            let grey = RGBImage(width: w, height: h, pixels: [Float](repeating: 0.5, count: w * h * 3))
+            let encoded = Embedding.apply(RGBImage(width: 128, height: 128, pixels: x), to: grey, strength: 1)
+            let read = Embedding.modelInput(encoded, width: 128, height: 128).pixels.map { $0 - 0.5 }
+            let expected = trip.apply(x)
+            let worst = zip(read, expected).map { abs($0 - $1) }.max()!
+            // Feathering (square regions of wide photos) changes the residual near the region's edges.
+            if Embedding.region(width: w, height: h).width == w {
+                XCTAssertLessThan(worst, 1e-4, "\(w)x\(h): the round trip is off by \(worst)")
+            }
+            let bx = zip(trip.apply(x), y).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let xbt = zip(x, trip.apply(y, transposed: true)).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            XCTAssertEqual(bx, xbt, accuracy: 1e-4 * max(abs(bx), 1), "\(w)x\(h)")
+            XCTAssertNotEqual(bx, 0)
+        }
+    }
+
+    /// Scaling the transform net's damage: 1 is the model's, 0 leaves no photometric damage.
+    func testScaledTransformConfig() {
+        var c = TransformConfig()
+        c.contrastLow = 0.75; c.contrastHigh = 1.3; c.jpegQuality = 50
+        XCTAssertEqual(c.scaled(1), c)
+        let none = c.scaled(0)
+        XCTAssertEqual([none.rndBri, none.rndHue, none.rndNoise, none.rndSat], [0, 0, 0, 0])
+        XCTAssertEqual([none.contrastLow, none.contrastHigh, none.jpegQuality], [1, 1, 100])
+        let some = c.scaled(0.3)
+        XCTAssertEqual(some.jpegQuality, 85, accuracy: 1e-4)
+        XCTAssertEqual(some.contrastHigh, 1.09, accuracy: 1e-6)
+        XCTAssertEqual(some.blur, c.blur)
     }
 }

@@ -19,6 +19,17 @@ public struct TransformConfig: Sendable, Equatable {
     public var globalBatch: Int? = nil
     public var batchOffset = 0
     public init() {}
+
+    /// The photometric damage (noise, contrast, brightness, hue, saturation, JPEG quality) at
+    /// `share` of its full range, as at that share of each ramp; blur is unchanged.
+    public func scaled(_ share: Float) -> TransformConfig {
+        var c = self
+        c.rndBri *= share; c.rndHue *= share; c.rndNoise *= share; c.rndSat *= share
+        c.contrastLow = 1 - (1 - contrastLow) * share
+        c.contrastHigh = 1 + (contrastHigh - 1) * share
+        c.jpegQuality = 100 - (100 - jpegQuality) * share
+        return c
+    }
 }
 
 /// How the unwarped encoded image's borders are filled (`--borders` of the original).
