@@ -195,9 +195,6 @@ extension CPUKernels {
     static func inputGradientPhases(_ g: ConvGeometry, _ direct: DirectKernels) -> [Phase]? {
         if Shape.count([g.n, g.oh, g.ow, g.co]) == 0 || g.k == 0 { return nil }
         let (kh, kw, ci, co, sh, sw) = (g.kh, g.kw, g.ci, g.co, g.sh, g.sw)
-        // Strided with few input channels (the 3-channel image: 3 of a tile's 16-32 lanes, plus the
-        // scatter) measured slower than sgemm + col2im (4x400x400x3: 8.6 against 7.1 ms).
-        if (sh > 1 || sw > 1) && ci < 16 { return nil }
         var phases: [Phase] = []
         for py in 0..<sh {
             for px in 0..<sw {

@@ -38,6 +38,14 @@ extension CPUKernels {
         }
     }
 
+    /// `rows` runs of `run` floats, `stride` apart in x, packed into `out`.
+    static func rowCopy(_ x: UnsafePointer<Float>, stride: Int, run: Int, rows: Int, _ out: UnsafeMutablePointer<Float>) {
+        nonisolated(unsafe) let (src, dst) = (x, out)
+        onBothCores(rows, elements: rows * run) { range in
+            for r in range { copy(src + r * stride, to: dst + r * run, run) }
+        }
+    }
+
     /// Writes x (shape `shape`) into `out` at every index, with the destination's strides.
     static func scatterCopy(_ x: UnsafePointer<Float>, _ shape: [Int], into out: UnsafeMutablePointer<Float>, strides: [Int]) {
         if Shape.count(shape) == 0 { return }

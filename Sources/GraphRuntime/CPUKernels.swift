@@ -66,6 +66,11 @@ enum CPUKernels {
             return (.native, { x, out, _ in stridedCopy(x[0], strides: strides, origin: 0, shape, out) })
         case .slice(let begin, _):
             let xs = Shape.strides(shapes[0]), origin = zip(begin, xs).map(*).reduce(0, +)
+            if let run = shape.last, shape.count >= 2, shape.dropLast() == shapes[0].dropLast() {
+                // Channels only (the concatenation's gradient): one run per pixel, rows on both cores.
+                let stride = shapes[0][shape.count - 1]
+                return (.native, { x, out, _ in rowCopy(x[0] + origin, stride: stride, run: run, rows: n / run, out) })
+            }
             return (.native, { x, out, _ in stridedCopy(x[0], strides: xs, origin: origin, shape, out) })
         case .concat(let axis):
             let outer = Shape.count(Array(shape[..<axis])), inner = Shape.count(Array(shape[(axis + 1)...]))

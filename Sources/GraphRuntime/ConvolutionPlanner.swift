@@ -46,7 +46,13 @@ struct ConvolutionPlanner {
             let wide = heuristic ? g.prefersDirect : g.ow >= 8
             switch kind {
             case .forward: return d.takes(forward, wide: wide)
-            case .inputGradient: return (!heuristic || !g.isPointwise) && CPUKernels.inputGradientPhases(g, d) != nil
+            case .inputGradient:
+                // The heuristics also keep strided steps with few input channels on sgemm + col2im
+                // (the 3-channel image: 3 of a tile's 16-32 lanes, plus the scatter; 4x400x400x3 on
+                // Zen 4 with OpenBLAS Cooperlake: 8.6 against 7.1 ms); the tuner tries both (on the
+                // Emerald Rapids machine, where OpenBLAS runs its Prescott kernels, sgemm took 24 ms).
+                if heuristic && (g.isPointwise || ((g.sh > 1 || g.sw > 1) && g.ci < 16)) { return false }
+                return CPUKernels.inputGradientPhases(g, d) != nil
             case .filterGradient: return wide
             }
         }

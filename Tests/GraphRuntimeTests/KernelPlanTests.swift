@@ -21,6 +21,7 @@ final class KernelPlanTests: XCTestCase {
         ([2, 6, 20, 16], [1, 1, 16, 24], [1, 1], [0, 0, 0, 0]),
         ([1, 4, 33, 40], [1, 1, 40, 3], [1, 1], [0, 0, 0, 0]),
         ([1, 6, 21, 17], [1, 1, 17, 7], [2, 2], [0, 0, 0, 0]),
+        ([2, 12, 40, 3], [3, 3, 3, 32], [2, 2], [0, 1, 0, 1]),  // the decoder's first layer: strided, 3 input channels
     ]
 
     static func steps(_ xs: [Int], _ ks: [Int], _ c: ConvAttributes) throws -> [(Step, [Tensor])] {

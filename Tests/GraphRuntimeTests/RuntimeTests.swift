@@ -350,6 +350,8 @@ final class CPUBackendTests: XCTestCase {
         b.output("bigmean", b.apply(.reduce(.mean, axes: [0, 1, 2], keepDims: true), [big]))
         // Large enough for the data-movement kernels to split the work between the cores.
         b.output("bigslice", b.slice(big, begin: [0, 1, 0, 2], end: [4, 64, 64, 8]))
+        b.output("bigchannels", b.slice(big, begin: [0, 0, 0, 3], end: [4, 64, 64, 7]))  // channels only: rows on both cores
+        b.output("channels", b.slice(y, begin: [0, 0, 0, 1], end: [2, 5, 6, 3]))
         b.output("bigcat", b.concat([big, b.slice(big, begin: [0, 0, 0, 0], end: [4, 64, 64, 3])], axis: 3))
         b.output("bigup", b.upsampleNearest(big, factor: 2))
         let seed = b.input("seed", [])
