@@ -112,7 +112,7 @@ final class ArenaProgram: BackendProgram, @unchecked Sendable {
         self.bodies = bodies
         if let tuner, hits + measured > 0 {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            var line = "\(graph.name): \(hits + measured) convolution steps, \(hits) from \(tuner.path)"
+            var line = "\(graph.name): \(hits + measured) tuned steps (convolutions, skinny matmuls), \(hits) from \(tuner.path)"
             if measured > 0 {
                 line += ", \(measured) measured (\(tuner.missReason()))"
                 tuner.save()

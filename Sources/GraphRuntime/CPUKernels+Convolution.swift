@@ -42,13 +42,18 @@ extension CPUKernels {
     }
 
     static func matmul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ aShape: [Int], _ ta: Bool, _ tb: Bool,
-                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>) {
+                       _ shape: [Int], _ out: UnsafeMutablePointer<Float>, skinny: VectorISA? = nil) {
         let r = shape.count
         let m = shape[r - 2], n = shape[r - 1]
         let k = ta ? aShape[r - 2] : aShape[r - 1]
         let batch = Shape.count(Array(shape[..<(r - 2)]))
         if k == 0 { out.update(repeating: 0, count: batch * m * n); return }
         for p in 0..<batch {
+            if let isa = skinny {
+                Sgemm.skinny(isa, transA: ta, transB: tb, m: m, n: n, k: k, a + p * m * k, lda: ta ? m : k, b + p * k * n, ldb: tb ? k : n,
+                             out + p * m * n, ldc: n)
+                continue
+            }
             Sgemm.run(transA: ta, transB: tb, m: m, n: n, k: k, a + p * m * k, lda: ta ? m : k, b + p * k * n, ldb: tb ? k : n,
                       out + p * m * n, ldc: n)
         }

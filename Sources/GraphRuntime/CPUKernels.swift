@@ -30,6 +30,10 @@ enum CPUKernels {
         }
         switch s.op {
         case .matmul(let ta, let tb):
+            // The planner's choice for a skinny product: `.direct(isa)` stands for the own kernels.
+            if ConvolutionPlanner.skinny(s), case .direct(let isa) = conv(s) {
+                return (.skinnyGemm(isa), { x, out, _ in matmul(x[0], x[1], shapes[0], ta, tb, shape, out, skinny: isa) })
+            }
             return (.gemm, { x, out, _ in matmul(x[0], x[1], shapes[0], ta, tb, shape, out) })
         case .conv2d(let c):
             let k = conv(s)
@@ -76,6 +80,20 @@ enum CPUKernels {
             let outer = Shape.count(Array(shape[..<axis])), inner = Shape.count(Array(shape[(axis + 1)...]))
             let blocks = (0..<s.count).map { shapes[$0][axis] * inner }
             let row = blocks.reduce(0, +)
+            if blocks.allSatisfy({ $0 == 1 }) {
+                // One float from each part per row (the STN's x and y grids into coordinate pairs):
+                // an interleave, without a copy call per float.
+                let parts = blocks.count
+                return (.native, { x, out, _ in
+                    nonisolated(unsafe) let (src, result) = (x, out)
+                    onBothCores(outer, elements: n) { range in
+                        for k in 0..<parts {
+                            let p = src[k]
+                            for o in range { result[o * parts + k] = p[o] }
+                        }
+                    }
+                })
+            }
             return (.native, { x, out, _ in
                 nonisolated(unsafe) let (parts, result) = (x, out)
                 onBothCores(outer, elements: n) { range in

@@ -69,8 +69,18 @@ struct ConvolutionPlanner {
         }
     }
 
+    /// Whether a matmul step is one the skinny kernels take (one side at most 8, and enough work
+    /// for the choice to matter). The planner offers them as `.direct(isa)`, OpenBLAS as `.gemm`.
+    static func skinny(_ s: Step) -> Bool {
+        guard case .matmul(let ta, let tb) = s.op, s.shape.count >= 2, let a = s.operandShapes.first, a.count == s.shape.count else { return false }
+        let r = s.shape.count
+        let (m, n, k) = (s.shape[r - 2], s.shape[r - 1], ta ? a[r - 2] : a[r - 1])
+        return m * n * k >= 1 << 14 && SkinnyGemm.takes(transA: ta, transB: tb, m: m, n: n, k: k)
+    }
+
     /// Today's rules: `options.convolution`'s kernels at `options.vectorISA` where they take the shape.
     func heuristic(_ s: Step) -> ConvKernel {
+        if case .matmul = s.op { return Self.skinny(s) && options.convolution != .gemm ? .direct(options.vectorISA) : .gemm }
         guard options.convolution != .gemm, let shapes = Shapes(s) else { return .gemm }
         let isa = options.vectorISA, winograd = options.convolution == .winograd
         guard shapes.directTakes(isa, winograd: winograd, heuristic: true) else { return .gemm }
@@ -84,6 +94,10 @@ struct ConvolutionPlanner {
 
     /// Every kernel that can run the step, the heuristic's choice first.
     static func candidates(_ s: Step, heuristic: ConvKernel) -> [ConvKernel] {
+        if skinny(s) {
+            var seen = Set<ConvKernel>()
+            return ([heuristic] + VectorISA.available.map { .direct($0) } + [.gemm]).filter { seen.insert($0).inserted }
+        }
         guard let shapes = Shapes(s) else { return [.gemm] }
         var out = [heuristic]
         for isa in VectorISA.available {

@@ -71,6 +71,8 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
     case convolution(ConvKernel, epilogue: String?)
     /// sgemm (OpenBLAS) for a matmul.
     case gemm
+    /// The own kernels for a matmul with one side of at most 8 (`SkinnyGemm`: dense layers at small batch).
+    case skinnyGemm(VectorISA)
     /// A fused output kernel: its contraction writes the result, then its elementwise tail runs in place.
     indirect case withTail(Kernel, tail: Kernel)
     /// A Swift kernel of `CPUKernels` (data movement, reductions, pooling, sampling, random, collectives).
@@ -84,6 +86,7 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
         case .loops: return "swift loops"
         case .convolution(let c, let e): return c.description + (e.map { " + " + $0 } ?? "")
         case .gemm: return "sgemm"
+        case .skinnyGemm(let isa): return "skinny gemm \(isa.rawValue)"
         case .withTail(let k, let t): return "\(k) + tail (\(t))"
         case .native: return "native"
         case .reference(let r): return "reference (\(r))"

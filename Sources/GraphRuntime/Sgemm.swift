@@ -1,6 +1,8 @@
 import CBLAS
 import Dispatch
 import FastKernelSupport
+import FastKernels
+import FastKernelsAVX512
 
 /// OpenBLAS sgemm on both cores, split by the executor: OpenBLAS itself runs single-threaded.
 /// Its own worker threads busy-wait for about 2^28 cycles after every call (THREAD_TIMEOUT), which
@@ -38,6 +40,19 @@ enum Sgemm {
             } else {
                 part == 0 ? call(0, m, 0, half) : call(0, m, half, n)
             }
+        }
+    }
+}
+
+extension Sgemm {
+    /// C = op(A) op(B) on the skinny kernels of `isa` (`SkinnyGemm`: one side at most 8 long).
+    static func skinny(_ isa: VectorISA, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int,
+                       _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+        switch isa {
+        case .avx2:
+            FastKernels.SkinnyGemm.run(transA: transA, transB: transB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc)
+        case .avx512:
+            FastKernelsAVX512.SkinnyGemm.run(transA: transA, transB: transB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc)
         }
     }
 }

@@ -63,6 +63,42 @@ final class KernelPlanTests: XCTestCase {
         }
     }
 
+    /// Skinny matmuls (one side at most 8): every form the own kernels take, short sides 1-8
+    /// (one and two row blocks), long sides with whole tiles, a partial tile and single columns,
+    /// reductions shorter and longer than a vector; each candidate against the reference.
+    func testEverySkinnyMatmulCandidateMatchesTheReference() throws {
+        var tried: Set<String> = []
+        // (transA, transB, m, n, k)
+        let products: [(Bool, Bool, Int, Int, Int)] = [
+            (false, false, 4, 128, 300), (false, false, 1, 77, 230), (false, false, 8, 200, 64), (false, false, 6, 133, 129),
+            (false, true, 4, 300, 128), (false, true, 3, 257, 37), (false, true, 8, 90, 200), (false, true, 5, 600, 9),
+            (true, false, 300, 128, 4), (true, false, 513, 37, 1), (true, false, 100, 70, 8), (true, false, 64, 200, 3),
+        ]
+        for (ta, tb, m, n, k) in products {
+            let a = randomTensor(ta ? [k, m] : [m, k], seed: 11), b = randomTensor(tb ? [n, k] : [k, n], seed: 12)
+            let op = Op.matmul(transposeA: ta, transposeB: tb)
+            let s = Step(value: 0, op: op, operands: [0, 1], operandShapes: [a.shape, b.shape], shape: [m, n], argStart: 0, count: 2)
+            XCTAssertTrue(ConvolutionPlanner.skinny(s), "\(ta) \(tb) \(m)x\(n)x\(k) should be skinny")
+            let ref = ReferenceKernels.run(op, [a, b], shape: [m, n])
+            let candidates = ConvolutionPlanner.candidates(s, heuristic: .gemm)
+            XCTAssertEqual(candidates.count, VectorISA.available.count + 1, "\(candidates)")
+            for candidate in candidates {
+                let got = try XCTUnwrap(CPUKernels.run(op, [a, b], shape: [m, n], conv: { _ in candidate }))
+                let e = relativeErrors(got, ref)
+                XCTAssertLessThan(e.max, 1e-5, "matmul \(ta) \(tb) \(m)x\(n)x\(k) with \(candidate)")
+                let (kernel, _) = try XCTUnwrap(CPUKernels.kernel(for: s, conv: { _ in candidate }))
+                tried.insert(kernel.description)
+            }
+        }
+        for isa in VectorISA.available { XCTAssertTrue(tried.contains("skinny gemm \(isa.rawValue)"), "\(tried)") }
+        XCTAssertTrue(tried.contains("sgemm"))
+        // Neither short side: OpenBLAS only.
+        let wide = Step(value: 0, op: .matmul(transposeA: false, transposeB: false), operands: [0, 1], operandShapes: [[16, 64], [64, 64]],
+                        shape: [16, 64], argStart: 0, count: 2)
+        XCTAssertFalse(ConvolutionPlanner.skinny(wide))
+        XCTAssertEqual(ConvolutionPlanner.candidates(wide, heuristic: .gemm), [.gemm])
+    }
+
     /// A conv + bias + ReLU network with a reverse (no native kernel) and a broadcasting binary.
     func network() throws -> (Graph, [String: Tensor]) {
         let b = GraphBuilder(name: "plan")

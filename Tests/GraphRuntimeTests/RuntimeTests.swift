@@ -354,6 +354,10 @@ final class CPUBackendTests: XCTestCase {
         b.output("channels", b.slice(y, begin: [0, 0, 0, 1], end: [2, 5, 6, 3]))
         b.output("bigcat", b.concat([big, b.slice(big, begin: [0, 0, 0, 0], end: [4, 64, 64, 3])], axis: 3))
         b.output("bigup", b.upsampleNearest(big, factor: 2))
+        // One channel from each part (the STN's coordinate pairs), small and split between the cores.
+        b.output("pairs", b.concat([b.slice(x, begin: [0, 0, 0, 2], end: [2, 5, 6, 3]), b.slice(y, begin: [0, 0, 0, 0], end: [2, 5, 6, 1])], axis: 3))
+        b.output("bigpairs", b.concat([b.slice(big, begin: [0, 0, 0, 5], end: [4, 64, 64, 6]), b.slice(big, begin: [0, 0, 0, 1], end: [4, 64, 64, 2]),
+                                       b.slice(big, begin: [0, 0, 0, 0], end: [4, 64, 64, 1])], axis: 3))
         let seed = b.input("seed", [])
         b.output("uniform", b.apply(.randomUniform(shape: [20000], key: 3), [seed]))
         b.output("normal", b.apply(.randomNormal(shape: [3, 7000], key: 4), [seed]))

@@ -1,0 +1,1 @@
+../FastKernels/SkinnyGemm.swift
