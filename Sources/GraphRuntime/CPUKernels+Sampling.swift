@@ -19,12 +19,15 @@ extension CPUKernels {
         let (n, h, w, c) = (iShape[0], iShape[1], iShape[2], iShape[3])
         let pixels = cShape[1] * cShape[2]
         nonisolated(unsafe) let (img, xy, result) = (image, coords, out)
+        // RGB with clamped corners (the STN): blocks of pixels with their corners as vectors.
+        let blocks = c == 3 && mode == .clamp && h * w < 1 << 24 ? pixels / BilinearRGB.block : 0
         perImage(n) { b in
-            for p in 0..<pixels {
+            let base = img + b * h * w * 3
+            func pixel(_ p: Int) {
                 let k = b * pixels + p
                 let t = Sampling.taps(xy[2 * k], xy[2 * k + 1], h: h, w: w, mode: mode)
                 let o = result + k * c
-                if t.nan { o.update(repeating: .nan, count: c); continue }
+                if t.nan { o.update(repeating: .nan, count: c); return }
                 if c == 3 {
                     // RGB (the STN and the warps): the three sums in registers, stored once.
                     var (r, g, bl): (Float, Float, Float) = (0, 0, 0)
@@ -35,7 +38,7 @@ extension CPUKernels {
                     }
                     tap3(t.index.0, t.weight.0); tap3(t.index.1, t.weight.1); tap3(t.index.2, t.weight.2); tap3(t.index.3, t.weight.3)
                     o[0] = r; o[1] = g; o[2] = bl
-                    continue
+                    return
                 }
                 o.update(repeating: 0, count: c)
                 @inline(__always) func tap(_ i: Int, _ wgt: Float) {
@@ -45,6 +48,17 @@ extension CPUKernels {
                 }
                 tap(t.index.0, t.weight.0); tap(t.index.1, t.weight.1); tap(t.index.2, t.weight.2); tap(t.index.3, t.weight.3)
             }
+            var p = 0
+            while p < blocks * BilinearRGB.block {
+                let k = b * pixels + p
+                if BilinearRGB.sampleBlock(base, h: h, w: w, xy + 2 * k, result + k * 3) {
+                    p += BilinearRGB.block
+                    continue
+                }
+                for q in p..<(p + BilinearRGB.block) { pixel(q) }
+                p += BilinearRGB.block
+            }
+            while p < pixels { pixel(p); p += 1 }
         }
     }
 
@@ -54,8 +68,15 @@ extension CPUKernels {
         let pixels = cShape[1] * cShape[2]
         out.update(repeating: 0, count: n * h * w * c)
         nonisolated(unsafe) let (grad, xy, result) = (dy, coords, out)
+        let blocks = c == 3 && mode == .clamp && h * w < 1 << 24 ? pixels / BilinearRGB.block : 0
         perImage(n) { b in  // each image scatters into its own slice of the result
-            for p in 0..<pixels {
+            var first = 0  // pixels before `first` went in blocks
+            while first < blocks * BilinearRGB.block {
+                let k = b * pixels + first
+                if !BilinearRGB.gradImageBlock(grad + k * 3, xy + 2 * k, h: h, w: w, result + b * h * w * 3) { break }
+                first += BilinearRGB.block
+            }
+            for p in first..<pixels {
                 let k = b * pixels + p
                 let t = Sampling.taps(xy[2 * k], xy[2 * k + 1], h: h, w: w, mode: mode)
                 let g = grad + k * c
@@ -74,8 +95,15 @@ extension CPUKernels {
         let (n, h, w, c) = (iShape[0], iShape[1], iShape[2], iShape[3])
         let pixels = cShape[1] * cShape[2]
         nonisolated(unsafe) let (img, xy, grad, result) = (image, coords, dy, out)
+        let blocks = c == 3 && mode == .clamp && h * w < 1 << 24 ? pixels / BilinearRGB.block : 0
         perImage(n) { b in
-            for p in 0..<pixels {
+            var first = 0  // pixels before `first` went in blocks
+            while first < blocks * BilinearRGB.block {
+                let k = b * pixels + first
+                if !BilinearRGB.gradCoordsBlock(img + b * h * w * 3, h: h, w: w, xy + 2 * k, grad + k * 3, result + 2 * k) { break }
+                first += BilinearRGB.block
+            }
+            for p in first..<pixels {
                 let k = b * pixels + p
                 let t = Sampling.taps(xy[2 * k], xy[2 * k + 1], h: h, w: w, mode: mode)
                 if t.nan { result[2 * k] = .nan; result[2 * k + 1] = .nan; continue }
