@@ -14,6 +14,11 @@ public struct MemoryPlan: Sendable {
         public var offset: Int
         /// The operand whose storage this value reuses in place (it dies where this one is born).
         public var reuses: ValueID?
+        /// A reshape's operand, whose storage it reads as its own for its whole life (no copy).
+        public var views: ValueID? = nil
+        /// The value whose allocation this buffer lies in (itself, or the first of its chain of
+        /// in-place reuses and views).
+        public var storage: ValueID? = nil
     }
 
     /// Op values in execution order.
@@ -96,15 +101,28 @@ public struct MemoryPlan: Sendable {
         // In-place: an elementwise op may take over an operand of its shape that dies at it (same
         // element count, not just the same rounded size: a broadcast operand read after the first
         // store would see the result).
+        // A reshape is a view: it shares its operand's allocation (when that is in the arena), which
+        // then lives until the last of them dies; an op may take an allocation over only where
+        // every value in it dies, and not while it reads the allocation through another operand.
         var owner = [Int](repeating: -1, count: g.values.count)  // value -> allocation root
-        var reuses = [Int: ValueID]()
+        var reuses = [Int: ValueID](), views = [Int: ValueID]()
+        var rootEnd = [Int: Int]()
         var taken = Set<Int>()
         for id in schedule {
             let i = id.index
             owner[i] = i
-            guard let op = g[id].op, isElementwise(op) else { continue }
-            for o in g[id].operands.map(\.index) where position[o] >= 0 && end[o] == position[i] && !taken.contains(o)
-                && Shape.count(g.values[o].shape) == Shape.count(g[id].shape) && owner[o] >= 0 {
+            defer { rootEnd[owner[i]] = max(rootEnd[owner[i]] ?? -1, end[i]) }
+            guard let op = g[id].op else { continue }
+            if case .reshape = op, let o = g[id].operands.first?.index, position[o] >= 0, owner[o] >= 0 {
+                owner[i] = owner[o]
+                views[i] = ValueID(o)
+                continue
+            }
+            guard isElementwise(op) else { continue }
+            let operands = g[id].operands.map(\.index)
+            for o in operands where position[o] >= 0 && end[o] == position[i] && !taken.contains(o)
+                && Shape.count(g.values[o].shape) == Shape.count(g[id].shape) && owner[o] >= 0 && rootEnd[owner[o]] == position[i]
+                && !operands.contains(where: { $0 != o && position[$0] >= 0 && owner[$0] == owner[o] }) {
                 owner[i] = owner[o]
                 reuses[i] = ValueID(o)
                 taken.insert(o)
@@ -148,14 +166,15 @@ public struct MemoryPlan: Sendable {
         }
         let buffers = schedule.map { id in
             Buffer(value: id, name: g[id].name, bytes: bytes(g, id), start: position[id.index], end: end[id.index],
-                   offset: offsets[owner[id.index]]!, reuses: reuses[id.index])
+                   offset: offsets[owner[id.index]]!, reuses: reuses[id.index], views: views[id.index], storage: ValueID(owner[id.index]))
         }
         return MemoryPlan(schedule: schedule, buffers: buffers, arenaBytes: arena, lowerBoundBytes: peak,
                           naiveBytes: buffers.reduce(0) { $0 + $1.bytes }, scheduleName: name)
     }
 
     /// Proves the plan sound: no two buffers that are live at the same step overlap in the
-    /// arena, except a value and the operand it reuses in place at the step it is born.
+    /// arena, except a value and the operand it reuses in place at the step it is born, and the
+    /// values of one allocation where one is a view or the later is born where the earlier dies.
     public func check() throws {
         let sorted = buffers.sorted { $0.offset < $1.offset }
         for (k, a) in sorted.enumerated() {
@@ -165,7 +184,11 @@ public struct MemoryPlan: Sendable {
                 if b.offset >= a.offset + a.bytes { break }
                 let overlapInTime = a.start <= b.end && b.start <= a.end
                 if !overlapInTime { continue }
-                let handOver = (a.reuses == b.value && a.start == b.end) || (b.reuses == a.value && b.start == a.end)
+                var handOver = (a.reuses == b.value && a.start == b.end) || (b.reuses == a.value && b.start == a.end)
+                if let sa = a.storage, sa == b.storage, a.offset == b.offset {
+                    let (early, late) = a.start <= b.start ? (a, b) : (b, a)
+                    handOver = handOver || a.views != nil || b.views != nil || late.start >= early.end
+                }
                 if !handOver {
                     throw GraphError("buffers %\(a.name) [\(a.offset), +\(a.bytes)) steps \(a.start)...\(a.end) and %\(b.name) "
                                      + "[\(b.offset), +\(b.bytes)) steps \(b.start)...\(b.end) overlap")

@@ -99,6 +99,26 @@ final class PassTests: XCTestCase {
         XCTAssertThrowsError(try pm.run(g)) { XCTAssertTrue("\($0)".contains("unknown pass 'nonsense'")) }
     }
 
+    /// A reshape reads its operand's storage (no buffer, no copy) while the operand lives on; no
+    /// op takes that storage over while either still has a reader.
+    func testReshapesAreViewsOfTheirOperands() throws {
+        let b = GraphBuilder(name: "views")
+        let x = b.input("x", [4, 6])
+        let a = b.exp(x)
+        let r = b.reshape(a, [24])
+        let s = b.unary(.sin, r)  // r dies here, but a lives on: sin may not write over them
+        b.output("y", b.add(b.reshape(s, [4, 6]), b.mul(a, a)))
+        let g = try b.finish()
+        let plan = MemoryPlan.plan(g)
+        XCTAssertNoThrow(try plan.check())
+        let byName = Dictionary(uniqueKeysWithValues: plan.buffers.map { ($0.value, $0) })
+        let view = try XCTUnwrap(byName[r])
+        XCTAssertEqual(view.views, a)
+        XCTAssertEqual(view.offset, byName[a]!.offset)
+        XCTAssertNotEqual(byName[s]!.offset, byName[a]!.offset, "sin wrote over a, which is read later")
+        XCTAssertNil(byName[s]!.reuses)
+    }
+
     func testPlanCheckerCatchesOverlaps() throws {
         let b = GraphBuilder(name: "plan")
         let x = b.input("x", [256])

@@ -346,6 +346,9 @@ final class CPUBackendTests: XCTestCase {
         b.output("pads", b.apply(.pad(before: [0, 1, 2, 0], after: [0, 1, 1, 0], mode: .symmetric, value: 0), [x]))
         b.output("up", b.upsampleNearest(x, factor: 2))
         b.output("rs", b.reshape(b.relu(x), [10, 18]))
+        // A reshape viewing a value that lives on after it (no copy), read through both shapes.
+        let ex = b.exp(x)
+        b.output("view", b.add(b.reshape(b.unary(.sin, b.reshape(ex, [180])), [2, 5, 6, 3]), b.mul(ex, ex)))
         // A chain whose intermediates die at once: the plan reuses buffers in place.
         let chain = b.unary(.exp, b.mul(b.add(x, b.constant(1)), b.unary(.tanh, x)))
         b.output("chain", b.apply(.reduce(.sum, axes: [3], keepDims: false), [b.sub(chain, b.slice(y, begin: [0, 0, 0, 0], end: [2, 5, 6, 3]))]))
