@@ -41,12 +41,15 @@ extension CPUKernels {
         return (.convolution(choice, epilogue: relu ? "bias+relu" : "bias"), run)
     }
 
+    /// A (batched) matmul's batch count and op(A) op(B) sizes: m x k times k x n.
+    static func matmulSizes(_ aShape: [Int], transA ta: Bool, _ shape: [Int]) -> (batch: Int, m: Int, n: Int, k: Int) {
+        let r = shape.count
+        return (Shape.count(Array(shape[..<(r - 2)])), shape[r - 2], shape[r - 1], ta ? aShape[r - 2] : aShape[r - 1])
+    }
+
     static func matmul(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ aShape: [Int], _ ta: Bool, _ tb: Bool,
                        _ shape: [Int], _ out: UnsafeMutablePointer<Float>, skinny: VectorISA? = nil) {
-        let r = shape.count
-        let m = shape[r - 2], n = shape[r - 1]
-        let k = ta ? aShape[r - 2] : aShape[r - 1]
-        let batch = Shape.count(Array(shape[..<(r - 2)]))
+        let (batch, m, n, k) = matmulSizes(aShape, transA: ta, shape)
         if k == 0 { out.update(repeating: 0, count: batch * m * n); return }
         for p in 0..<batch {
             if let isa = skinny {

@@ -14,13 +14,18 @@ extension CPUKernels {
         if n >= 2 { Parallel.forEach(n) { body($0) } } else { for b in 0..<n { body(b) } }
     }
 
+    /// Whole blocks of `BilinearRGB` per image: RGB with clamped corners (the STN), images whose
+    /// pixel offsets are exact in float; none otherwise (the per-pixel path).
+    static func rgbBlocks(pixels: Int, c: Int, _ mode: SampleMode, h: Int, w: Int) -> Int {
+        c == 3 && mode == .clamp && h * w < 1 << 24 ? pixels / BilinearRGB.block : 0
+    }
+
     static func sample(_ image: UnsafePointer<Float>, _ iShape: [Int], _ coords: UnsafePointer<Float>, _ cShape: [Int],
                        _ mode: SampleMode, _ out: UnsafeMutablePointer<Float>) {
         let (n, h, w, c) = (iShape[0], iShape[1], iShape[2], iShape[3])
         let pixels = cShape[1] * cShape[2]
         nonisolated(unsafe) let (img, xy, result) = (image, coords, out)
-        // RGB with clamped corners (the STN): blocks of pixels with their corners as vectors.
-        let blocks = c == 3 && mode == .clamp && h * w < 1 << 24 ? pixels / BilinearRGB.block : 0
+        let blocks = rgbBlocks(pixels: pixels, c: c, mode, h: h, w: w)
         perImage(n) { b in
             let base = img + b * h * w * 3
             func pixel(_ p: Int) {
@@ -68,7 +73,7 @@ extension CPUKernels {
         let pixels = cShape[1] * cShape[2]
         out.update(repeating: 0, count: n * h * w * c)
         nonisolated(unsafe) let (grad, xy, result) = (dy, coords, out)
-        let blocks = c == 3 && mode == .clamp && h * w < 1 << 24 ? pixels / BilinearRGB.block : 0
+        let blocks = rgbBlocks(pixels: pixels, c: c, mode, h: h, w: w)
         perImage(n) { b in  // each image scatters into its own slice of the result
             var first = 0  // pixels before `first` went in blocks
             while first < blocks * BilinearRGB.block {
@@ -95,7 +100,7 @@ extension CPUKernels {
         let (n, h, w, c) = (iShape[0], iShape[1], iShape[2], iShape[3])
         let pixels = cShape[1] * cShape[2]
         nonisolated(unsafe) let (img, xy, grad, result) = (image, coords, dy, out)
-        let blocks = c == 3 && mode == .clamp && h * w < 1 << 24 ? pixels / BilinearRGB.block : 0
+        let blocks = rgbBlocks(pixels: pixels, c: c, mode, h: h, w: w)
         perImage(n) { b in
             var first = 0  // pixels before `first` went in blocks
             while first < blocks * BilinearRGB.block {

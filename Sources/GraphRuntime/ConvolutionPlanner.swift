@@ -73,8 +73,7 @@ struct ConvolutionPlanner {
     /// for the choice to matter). The planner offers them as `.direct(isa)`, OpenBLAS as `.gemm`.
     static func skinny(_ s: Step) -> Bool {
         guard case .matmul(let ta, let tb) = s.op, s.shape.count >= 2, let a = s.operandShapes.first, a.count == s.shape.count else { return false }
-        let r = s.shape.count
-        let (m, n, k) = (s.shape[r - 2], s.shape[r - 1], ta ? a[r - 2] : a[r - 1])
+        let (_, m, n, k) = CPUKernels.matmulSizes(a, transA: ta, s.shape)
         return m * n * k >= 1 << 14 && SkinnyGemm.takes(transA: ta, transB: tb, m: m, n: n, k: k)
     }
 
