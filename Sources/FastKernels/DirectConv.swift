@@ -45,7 +45,8 @@ public enum DirectConv {
         let rows = g.n * g.oh
         let work = { (r: Int) in
             let b = r / g.oh, oy = r % g.oh
-            let out = y + r * g.ow * g.co
+            let out = y + b * g.outImageStride + oy * g.outRowStride
+            let ps = g.outPixelStride
             // Kernel rows that land inside the image.
             let top = oy * g.sh - g.pt
             let i0 = max(0, -top), i1 = min(g.kh, g.h - top)
@@ -57,7 +58,7 @@ public enum DirectConv {
                 e.b0 = load(biasPadded + blk * lanes)
                 e.b1 = load(biasPadded + blk * lanes + half)
                 if i1 <= i0 {
-                    for ox in 0..<g.ow { e.store(Half(), Half(), outBlock + ox * g.co, valid: valid) }
+                    for ox in 0..<g.ow { e.store(Half(), Half(), outBlock + ox * ps, valid: valid) }
                     continue
                 }
                 let rowBase = x + ((b * g.h + top + i0) * g.w) * g.ci
@@ -65,9 +66,9 @@ public enum DirectConv {
                 func edge(_ ox: Int) {
                     let left = ox * g.sw - g.pl
                     let j0 = max(0, -left), j1 = min(g.kw, g.w - left)
-                    if j1 <= j0 { e.store(Half(), Half(), outBlock + ox * g.co, valid: valid); return }
+                    if j1 <= j0 { e.store(Half(), Half(), outBlock + ox * ps, valid: valid); return }
                     tile1(rowBase + (left + j0) * g.ci, rowStride: g.w * g.ci, wRows + j0 * g.ci * lanes, kh: i1 - i0, inner: inner,
-                          length: (j1 - j0) * g.ci, outBlock + ox * g.co, valid: valid, e)
+                          length: (j1 - j0) * g.ci, outBlock + ox * ps, valid: valid, e)
                 }
                 for ox in 0..<first { edge(ox) }
                 var ox = first
@@ -76,20 +77,20 @@ public enum DirectConv {
                 if valid <= half {
                     while ox + 2 * tile <= last {
                         tile12Half(rowBase + (ox * g.sw - g.pl) * g.ci, pixelStride: g.sw * g.ci, rowStride: g.w * g.ci, wRows, kh: i1 - i0,
-                                   inner: inner, outBlock + ox * g.co, outStride: g.co, valid: valid, e)
+                                   inner: inner, outBlock + ox * ps, outStride: ps, valid: valid, e)
                         ox += 2 * tile
                     }
                 }
                 while ox + tile <= last {
                     tile6(rowBase + (ox * g.sw - g.pl) * g.ci, pixelStride: g.sw * g.ci, rowStride: g.w * g.ci, wRows, kh: i1 - i0, inner: inner,
-                          outBlock + ox * g.co, outStride: g.co, valid: valid, e)
+                          outBlock + ox * ps, outStride: ps, valid: valid, e)
                     ox += tile
                 }
                 // 3 to 5 interior pixels left: one tile with its last pixel repeated (it costs a
                 // full tile, less than 3 latency-bound single pixels).
                 if last - ox >= 3 {
                     tile6(rowBase + (ox * g.sw - g.pl) * g.ci, pixelStride: g.sw * g.ci, rowStride: g.w * g.ci, wRows, kh: i1 - i0, inner: inner,
-                          outBlock + ox * g.co, outStride: g.co, valid: valid, e, pixels: last - ox)
+                          outBlock + ox * ps, outStride: ps, valid: valid, e, pixels: last - ox)
                     ox = last
                 }
                 while ox < g.ow { edge(ox); ox += 1 }

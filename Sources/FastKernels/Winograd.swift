@@ -11,7 +11,7 @@ extension DirectConv {
     /// Whether `winograd` takes this convolution: 3x3, stride 1, and enough channels for the
     /// products to run at the register tile's speed.
     public static func winogradApplies(_ g: Geometry) -> Bool {
-        g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ci >= 16 && g.co >= 16 && g.oh >= 2 && g.ow >= 2
+        g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ci >= 16 && g.co >= 16 && g.oh >= 2 && g.ow >= 2 && g.denseOutput
     }
 
     /// Tiles per segment: at most 48, fewer where the channels are many, so that a core's V and M

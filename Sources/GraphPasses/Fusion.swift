@@ -20,7 +20,9 @@ extension Passes {
 
     /// Operator fusion by legality class, along single-use edges into a consumer:
     /// - loop: chains of elementwise ops of the same shape;
-    /// - output: a conv2d or matmul with its elementwise epilogue (bias, activation, residual);
+    /// - output: a conv2d or matmul with its elementwise epilogue (bias, activation, residual), and
+    ///   a stride-1 conv2d also with the nearest upsampling it alone reads (the kernel then
+    ///   convolves the small image phase by phase and the upsampled tensor is never stored);
     /// - input: a reduction with its elementwise producers.
     /// Each group of two or more ops becomes one `fused` op whose body is the group.
     public static func fusion(_ g: Graph) throws -> Graph {
@@ -33,6 +35,13 @@ extension Passes {
         var group = Array(0..<n)
         var members: [Int: [Int]] = [:]
         var hasContraction = [Bool](repeating: false, count: n), hasReduce = [Bool](repeating: false, count: n)
+        /// The nearest upsampling a stride-1 conv2d `c` reads as its image, where nothing else reads it.
+        func prologue(of c: Int) -> [Int] {
+            guard case .op(.conv2d(let attributes), let operands) = g.values[c].definition, attributes.strides == [1, 1] else { return [] }
+            let u = operands[0].index
+            guard uses[u] == 1, !pinned[u], case .op(.upsampleNearest, _) = g.values[u].definition, operands[1].index != u else { return [] }
+            return [u]
+        }
         for (i, v) in g.values.enumerated() {
             guard case .op(let op, let operands) = v.definition else { continue }
             let elementwise = isElementwise(op)
@@ -56,7 +65,7 @@ extension Passes {
                     if g.values[o].shape != v.shape { continue }
                     if contraction && hasContraction[i] { continue }
                 }
-                if isContraction(producer) { members[o] = [o] }
+                if isContraction(producer) { members[o] = prologue(of: o) + [o] }
                 for m in members[root] ?? [o] { group[m] = i }
                 members[i] = (members[root] ?? [o]) + members[i]!
                 members[root] = nil

@@ -7,38 +7,70 @@ import GraphKernels
 
 /// Convolutions, their gradients and matmul: the direct / Winograd kernels or im2col + sgemm, as the plan chose.
 extension CPUKernels {
-    /// A fused `output` kernel that is exactly conv2d -> add(bias [co]) [-> relu] whose convolution
-    /// runs on the direct kernels: one pass with the epilogue applied as tiles are stored. Nil for
-    /// any other body, or where the convolution goes to sgemm (the plan then runs it with its tail).
+    /// A fused `output` kernel that is exactly [upsample_nearest ->] conv2d [-> add(bias [co]) [-> relu]]
+    /// whose convolution runs on the direct kernels: one pass with the epilogue applied as tiles
+    /// are stored (over an upsampling: phase by phase, `upsampledConvolution`, whatever the
+    /// algorithm). Nil for any other body, or where the convolution of a body without an
+    /// upsampling goes to sgemm (the plan then runs it with its tail).
     static func fusedConvolution(_ f: FusedKernel, _ s: Step, conv: (Step) -> ConvKernel) -> (Kernel, KernelBody)? {
         guard f.kind == .output else { return nil }
         let body = f.body
-        let ops = body.values.enumerated().filter { $0.element.op != nil }
-        guard ops.count == 2 || ops.count == 3 else { return nil }
+        var ops = body.values.enumerated().filter { $0.element.op != nil }
         func argIndex(_ id: ValueID) -> Int? { body.inputs.firstIndex(of: id) }
         let shapes = s.operandShapes
-        guard case .op(.conv2d(let c), let convArgs) = ops[0].element.definition,
-              let xi = argIndex(convArgs[0]), let ki = argIndex(convArgs[1]),
-              case .op(.binary(.add), let addArgs) = ops[1].element.definition, addArgs[0].index == ops[0].offset,
-              let bi = argIndex(addArgs[1]), shapes[bi] == [shapes[ki][3]] else { return nil }
-        var relu = false
+        var upsample: (factors: [Int], operand: Int, value: Int)? = nil
+        if case .op(.upsampleNearest(let factors), let a)? = ops.first?.element.definition, let source = argIndex(a[0]) {
+            upsample = (factors, source, ops[0].offset)
+            ops.removeFirst()
+        }
+        guard (1...3).contains(ops.count), case .op(.conv2d(let c), let convArgs) = ops[0].element.definition,
+              let ki = argIndex(convArgs[1]) else { return nil }
+        let xi: Int
+        if let upsample {
+            guard convArgs[0].index == upsample.value, c.strides == [1, 1] else { return nil }
+            xi = upsample.operand
+        } else {
+            guard let i = argIndex(convArgs[0]) else { return nil }
+            xi = i
+        }
+        var bi: Int? = nil, relu = false
+        if ops.count >= 2 {
+            guard case .op(.binary(.add), let addArgs) = ops[1].element.definition, addArgs[0].index == ops[0].offset,
+                  let b = argIndex(addArgs[1]), shapes[b] == [shapes[ki][3]] else { return nil }
+            bi = b
+        }
         if ops.count == 3 {
             guard case .op(.unary(.relu), let r) = ops[2].element.definition, r[0].index == ops[1].offset else { return nil }
             relu = true
         }
-        guard body.outputs[0].value.index == ops.last!.offset else { return nil }
-        let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
-        if g.k == 0 || Shape.count(s.shape) == 0 { return nil }
-        let contraction = Step(value: s.value, op: .conv2d(c), operands: [xi, ki], operandShapes: [shapes[xi], shapes[ki]], shape: s.shape,
+        guard upsample != nil || bi != nil, body.outputs[0].value.index == ops.last!.offset else { return nil }
+        let epilogue = bi == nil ? nil : relu ? "bias+relu" : "bias"
+        // The tuner and the heuristics see the convolution as the graph wrote it (over the upsampled image).
+        let xShape = upsample.map { u in [shapes[xi][0], shapes[xi][1] * u.factors[0], shapes[xi][2] * u.factors[1], shapes[xi][3]] } ?? shapes[xi]
+        let contraction = Step(value: s.value, op: .conv2d(c), operands: [0, 1], operandShapes: [xShape, shapes[ki]], shape: s.shape,
                                argStart: 0, count: 2)
         let choice = conv(contraction)
+        if let upsample {
+            return upsampledConvolution(factors: upsample.factors, c, source: shapes[xi], kernel: shapes[ki], output: s.shape, choice: choice,
+                                        epilogue: epilogue, operands: xi, ki, bias: bi, relu: relu)
+        }
+        guard let bi else { return nil }
+        let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
+        if g.k == 0 || Shape.count(s.shape) == 0 { return nil }
         guard let direct = choice.directKernels else { return nil }
         let geometry = DirectConvGeometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
         let run: KernelBody = { x, out, w in direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: w) }
         if case .oneThread = choice {
-            return (.convolution(choice, epilogue: relu ? "bias+relu" : "bias"), { x, out, w in Parallel.serially { run(x, out, w) } })
+            return (.convolution(choice, epilogue: epilogue), { x, out, w in Parallel.serially { run(x, out, w) } })
         }
-        return (.convolution(choice, epilogue: relu ? "bias+relu" : "bias"), run)
+        return (.convolution(choice, epilogue: epilogue), run)
+    }
+
+    /// The contraction of a fused output kernel (`OutputEpilogue`): a conv2d or matmul step, or a
+    /// fused upsample + conv2d.
+    static func contractionKernel(_ s: Step, conv: (Step) -> ConvKernel) -> (Kernel, KernelBody)? {
+        if case .fused(let f) = s.op { return fusedConvolution(f, s, conv: conv) }
+        return kernel(for: s, conv: conv)
     }
 
     /// A (batched) matmul's batch count and op(A) op(B) sizes: m x k times k x n.
@@ -193,9 +225,10 @@ extension CPUKernels {
     /// Y + cy - a (cy = (py + pt - i0) / s), and likewise along x: a stride-1 convolution of dy with
     /// the phase's taps flipped in space and transposed in channels. Stride 1 is one phase, written
     /// straight into dx (so it gets Winograd where 3x3); with stride 2 each of the four phases
-    /// (taps 2x2, 2x1, 1x2, 1x1 of a 3x3 kernel) runs into scratch and is scattered into dx. This
-    /// replaced sgemm + col2im for strided convolutions (about 2x faster at 400x400: 4x200x200x32 ->
-    /// 3x3x64, 9.7 -> 4.8 ms; the scatter costs what output strides in the kernel would save).
+    /// (taps 2x2, 2x1, 1x2, 1x1 of a 3x3 kernel) stores into every other row and column of dx
+    /// (the direct kernel's output strides). This replaced sgemm + col2im for strided convolutions
+    /// (about 2x faster at 400x400: 4x200x200x32 -> 3x3x64, 9.7 -> 4.8 ms, then with a scatter
+    /// from scratch that the output strides removed).
     struct Phase { var py, px, rows, cols, i0, j0, taps, tapsX: Int; var geometry: DirectConvGeometry? }
 
     /// The phases of the input gradient on these direct kernels; nil where a phase would need
@@ -216,8 +249,9 @@ extension CPUKernels {
                     let bottom = max(0, rows - 1 - top + taps - 1 - (g.oh - 1)), right = max(0, cols - 1 - left + tapsX - 1 - (g.ow - 1))
                     let geometry = DirectConvGeometry(input: [g.n, g.oh, g.ow, co], kernel: [taps, tapsX, co, ci], output: [g.n, rows, cols, ci],
                                                       strides: [1, 1], padding: [top, bottom, left, right])
-                    if top < 0 || left < 0 || !direct.takes(geometry, wide: cols >= 8) { return nil }
-                    phase.geometry = geometry
+                    let strided = sh == 1 && sw == 1 ? geometry : geometry.writingEvery(rowStep: sh, pixelStep: sw, ofRows: g.h, cols: g.w)
+                    if top < 0 || left < 0 || !direct.takes(strided, wide: cols >= 8) { return nil }
+                    phase.geometry = strided
                 }
                 phases.append(phase)
             }
@@ -228,9 +262,9 @@ extension CPUKernels {
     static func inputGradientByPhases(_ dy: UnsafePointer<Float>, _ kernel: UnsafePointer<Float>, _ g: ConvGeometry, _ phases: [Phase],
                                       _ dx: UnsafeMutablePointer<Float>, _ direct: DirectKernels, _ workspace: Workspace) {
         let (kw, ci, co, sh, sw) = (g.kw, g.ci, g.co, g.sh, g.sw)
-        let single = sh == 1 && sw == 1
         for phase in phases {
-            let out = single ? dx : workspace.buffer(.columns, g.n * phase.rows * phase.cols * ci, of: Float.self)
+            // The phase's first pixel; the geometry's output strides reach the others.
+            let out = dx + (phase.py * g.w + phase.px) * ci
             if let geometry = phase.geometry {
                 // F[a][b][o][q] = K[i0 + sh * (taps - 1 - a)][j0 + sw * (tapsX - 1 - b)][q][o]
                 let f = workspace.buffer(.flippedKernel, phase.taps * phase.tapsX * co * ci, of: Float.self)
@@ -243,17 +277,12 @@ extension CPUKernels {
                 }
                 direct.forward(dy, f, out, geometry, workspace: workspace)
             } else {
-                out.update(repeating: 0, count: g.n * phase.rows * phase.cols * ci)  // no tap reaches this phase
-            }
-            if single { continue }
-            // Scatter the phase into every sh-th row and sw-th column of dx.
-            nonisolated(unsafe) let (src, result) = (UnsafePointer(out), dx)
-            let (h, w, rows, cols, py, px) = (g.h, g.w, phase.rows, phase.cols, phase.py, phase.px)
-            onBothCores(g.n * rows, elements: g.n * rows * cols * ci) { range in
-                for r in range {
-                    let b = r / rows, y = py + sh * (r % rows)
-                    let line = src + r * cols * ci, target = result + ((b * h + y) * w + px) * ci
-                    for x in 0..<cols { copy(line + x * ci, to: target + x * sw * ci, ci) }
+                // No tap reaches this phase: zeros in its rows and columns.
+                for b in 0..<g.n {
+                    for y in 0..<phase.rows {
+                        let line = out + ((b * g.h + y * sh) * g.w) * ci
+                        for x in 0..<phase.cols { (line + x * sw * ci).update(repeating: 0, count: ci) }
+                    }
                 }
             }
         }

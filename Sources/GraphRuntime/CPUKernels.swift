@@ -153,7 +153,7 @@ enum CPUKernels {
     /// The same kernels on tensors (fused bodies that fall back to evaluation op by op).
     static func run(_ op: Op, _ a: [Tensor], shape: [Int], conv: (Step) -> ConvKernel) -> Tensor? {
         let step = Step(value: 0, op: op, operands: Array(a.indices), operandShapes: a.map(\.shape), shape: shape, argStart: 0, count: a.count)
-        guard let (_, body) = kernel(for: step, conv: conv) else { return nil }
+        guard let (_, body) = contractionKernel(step, conv: conv) else { return nil }
         var out = [Float](repeating: 0, count: Shape.count(shape))
         ArenaProgram.withPinned(a) { pointers in
             pointers.withUnsafeBufferPointer { args in

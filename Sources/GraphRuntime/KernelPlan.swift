@@ -69,6 +69,9 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
     case loops
     /// A convolution-family kernel; `epilogue` names the bias / ReLU fused into its stores.
     case convolution(ConvKernel, epilogue: String?)
+    /// A convolution over a nearest upsampling fused into it: phase by phase on the source image
+    /// (`byPhases`), or the upsampling written to scratch first.
+    case upsampledConvolution(ConvKernel, byPhases: Bool, epilogue: String?)
     /// sgemm (OpenBLAS) for a matmul.
     case gemm
     /// The own kernels for a matmul with one side of at most 8 (`SkinnyGemm`: dense layers at small batch).
@@ -85,6 +88,8 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
         case .jit: return "jit loop"
         case .loops: return "swift loops"
         case .convolution(let c, let e): return c.description + (e.map { " + " + $0 } ?? "")
+        case .upsampledConvolution(let c, let phases, let e):
+            return (phases ? "\(c) by upsampling phases" : "upsample + \(c)") + (e.map { " + " + $0 } ?? "")
         case .gemm: return "sgemm"
         case .skinnyGemm(let isa): return "skinny gemm \(isa.rawValue)"
         case .withTail(let k, let t): return "\(k) + tail (\(t))"
@@ -103,6 +108,7 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
     public var profileLabel: String {
         switch self {
         case .convolution(let c, _): return c.description
+        case .upsampledConvolution(let c, let phases, _): return phases ? "\(c) by phases" : "upsample + \(c)"
         case .withTail(let k, _): return k.profileLabel + " + tail"
         case .reference: return "reference"
         default: return description
@@ -135,7 +141,7 @@ extension Kernel {
         }
         if case .fused(let f) = s.op {
             if let (kernel, body) = CPUKernels.fusedConvolution(f, s, conv: conv) { return (kernel, body) }
-            if let e = epilogue, let (contraction, run) = CPUKernels.kernel(for: e.contraction, conv: conv) {
+            if let e = epilogue, let (contraction, run) = CPUKernels.contractionKernel(e.contraction, conv: conv) {
                 let tail: Kernel, runTail: KernelBody
                 if let jit, let k = jit.epilogueKernels[s.value] {
                     (tail, runTail) = (.jit, { x, out, _ in JITKernels.call(k, x, out) })

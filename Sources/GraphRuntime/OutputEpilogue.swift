@@ -17,18 +17,38 @@ struct OutputEpilogue {
     init?(_ f: FusedKernel, _ s: Step) {
         guard f.kind == .output else { return nil }
         let body = f.body
-        guard let c = body.values.firstIndex(where: { $0.op != nil }), case .op(let op, let args) = body.values[c].definition,
-              body.values[c].shape == s.shape else { return nil }
+        guard var c = body.values.firstIndex(where: { $0.op != nil }) else { return nil }
+        func operandIndex(_ v: Int) -> Int? { body.inputs.firstIndex(of: ValueID(v)) }
+        // A nearest upsampling the convolution reads (`Passes.fusion`): the contraction is the pair,
+        // as a fused step of its own.
+        var upsample: (op: Op, source: Int, value: Int)? = nil
+        if case .op(let u, let a) = body.values[c].definition, case .upsampleNearest = u {
+            guard let source = operandIndex(a[0].index) else { return nil }
+            upsample = (u, source, c)
+            guard let next = body.values.indices.first(where: { $0 > c && body.values[$0].op != nil }) else { return nil }
+            c = next
+        }
+        guard case .op(let op, let args) = body.values[c].definition, body.values[c].shape == s.shape else { return nil }
         switch op {
         case .conv2d, .matmul: break
         default: return nil
         }
-        func operandIndex(_ v: Int) -> Int? { body.inputs.firstIndex(of: ValueID(v)) }
-        let cOperands = args.compactMap { operandIndex($0.index) }
-        guard cOperands.count == args.count else { return nil }  // a constant operand: not covered
-        contractionOperands = cOperands
-        contraction = Step(value: s.value, op: op, operands: cOperands, operandShapes: cOperands.map { s.operandShapes[$0] },
-                           shape: s.shape, argStart: 0, count: cOperands.count)
+        if let upsample {
+            guard case .conv2d = op, args[0].index == upsample.value, let k = operandIndex(args[1].index) else { return nil }
+            let pair = GraphBuilder(name: "contraction")
+            let x = pair.input("x", s.operandShapes[upsample.source]), kernel = pair.input("k", s.operandShapes[k])
+            pair.output("y", pair.apply(op, [pair.apply(upsample.op, [x]), kernel]))
+            guard let pairBody = try? pair.finish() else { return nil }
+            contractionOperands = [upsample.source, k]
+            contraction = Step(value: s.value, op: .fused(FusedKernel(kind: .output, body: pairBody)), operands: contractionOperands,
+                               operandShapes: contractionOperands.map { s.operandShapes[$0] }, shape: s.shape, argStart: 0, count: 2)
+        } else {
+            let cOperands = args.compactMap { operandIndex($0.index) }
+            guard cOperands.count == args.count else { return nil }  // a constant operand: not covered
+            contractionOperands = cOperands
+            contraction = Step(value: s.value, op: op, operands: cOperands, operandShapes: cOperands.map { s.operandShapes[$0] },
+                               shape: s.shape, argStart: 0, count: cOperands.count)
+        }
         // The tail as a body of its own.
         let b = GraphBuilder(name: "epilogue")
         var mapped: [Int: ValueID] = [c: b.input("acc", s.shape)]

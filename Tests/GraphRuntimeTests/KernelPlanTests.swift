@@ -99,6 +99,55 @@ final class KernelPlanTests: XCTestCase {
         XCTAssertEqual(ConvolutionPlanner.candidates(wide, heuristic: .gemm), [.gemm])
     }
 
+    /// Stride-1 convolutions over a nearest upsampling, fused: every factor / kernel / padding
+    /// mix (taps falling one, two and three to a source pixel, a tap group before the image),
+    /// phases narrower than the direct kernel takes (the upsampling is then written out), each
+    /// candidate of the full-size convolution, with and without the bias + ReLU, against the
+    /// reference evaluation of the same body.
+    func testConvolutionsOverAnUpsamplingMatchTheReference() throws {
+        // (source, factors, kernel, padding)
+        let cases: [([Int], [Int], [Int], [Int])] = [
+            ([2, 7, 9, 16], [2, 2], [2, 2, 16, 20], [0, 1, 0, 1]),  // the U-Net's up-convolution
+            ([1, 5, 8, 3], [2, 2], [3, 3, 3, 40], [1, 1, 1, 1]),
+            ([1, 4, 6, 5], [3, 2], [4, 3, 5, 9], [2, 1, 0, 2]),
+            ([2, 3, 10, 8], [2, 1], [1, 1, 8, 33], [0, 0, 0, 0]),
+            ([1, 6, 2, 4], [2, 2], [2, 2, 4, 6], [0, 1, 0, 1]),  // 4 output columns: too narrow for the phases
+        ]
+        var labels: Set<String> = []
+        for (source, factors, ks, padding) in cases {
+            let c = ConvAttributes(strides: [1, 1], padding: padding)
+            let up = [source[0], source[1] * factors[0], source[2] * factors[1], source[3]]
+            let ys = try Op.conv2d(c).resultShape([up, ks])
+            let x = randomTensor(source, seed: 21), k = randomTensor(ks, seed: 22), bias = randomTensor([ks[3]], seed: 23)
+            for epilogue in [false, true] {
+                let b = GraphBuilder(name: "body")
+                let xi = b.input("x", source), ki = b.input("k", ks)
+                var y = b.conv2d(b.apply(.upsampleNearest(factors: factors), [xi]), ki, strides: [1, 1], padding: padding)
+                var operands = [x, k]
+                if epilogue {
+                    y = b.relu(b.add(y, b.input("bias", [ks[3]])))
+                    operands.append(bias)
+                }
+                b.output("result", y)
+                let body = try b.finish()
+                let op = Op.fused(FusedKernel(kind: .output, body: body))
+                let ref = ReferenceKernels.evaluate(body, operands) { op, a, shape in ReferenceKernels.run(op, a, shape: shape) }
+                let full = Step(value: 0, op: .conv2d(c), operands: [0, 1], operandShapes: [up, ks], shape: ys, argStart: 0, count: 2)
+                for candidate in ConvolutionPlanner.candidates(full, heuristic: .gemm) {
+                    let s = Step(value: 0, op: op, operands: Array(operands.indices), operandShapes: operands.map(\.shape), shape: ys,
+                                 argStart: 0, count: operands.count)
+                    let (kernel, _) = try XCTUnwrap(CPUKernels.fusedConvolution(FusedKernel(kind: .output, body: body), s, conv: { _ in candidate }))
+                    labels.insert(kernel.profileLabel)
+                    let got = try XCTUnwrap(CPUKernels.run(op, operands, shape: ys, conv: { _ in candidate }))
+                    XCTAssertLessThan(relativeErrors(got, ref).max, 1e-5, "\(source) x\(factors) \(ks) \(padding) with \(kernel)")
+                }
+            }
+        }
+        for isa in VectorISA.available { XCTAssertTrue(labels.contains("direct \(isa.rawValue) by phases"), "\(labels)") }
+        XCTAssertTrue(labels.contains("upsample + im2col+sgemm"), "\(labels)")
+        XCTAssertTrue(labels.contains { $0.hasPrefix("upsample + direct") }, "narrow phases: \(labels)")
+    }
+
     /// A conv + bias + ReLU network with a reverse (no native kernel) and a broadcasting binary.
     func network() throws -> (Graph, [String: Tensor]) {
         let b = GraphBuilder(name: "plan")
