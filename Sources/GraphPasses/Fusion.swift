@@ -20,9 +20,10 @@ extension Passes {
 
     /// Operator fusion by legality class, along single-use edges into a consumer:
     /// - loop: chains of elementwise ops of the same shape;
-    /// - output: a conv2d or matmul with its elementwise epilogue (bias, activation, residual), and
-    ///   a stride-1 conv2d also with the nearest upsampling it alone reads (the kernel then
-    ///   convolves the small image phase by phase and the upsampled tensor is never stored);
+    /// - output: a conv2d or matmul with its elementwise epilogue (bias, activation, residual); a
+    ///   conv2d also with the channel concatenation it alone reads (the kernel sums over the parts
+    ///   in turn), a stride-1 one with the nearest upsampling it alone reads (the kernel convolves
+    ///   the small image phase by phase): neither image is then stored;
     /// - input: a reduction with its elementwise producers.
     /// Each group of two or more ops becomes one `fused` op whose body is the group.
     public static func fusion(_ g: Graph) throws -> Graph {
@@ -35,12 +36,17 @@ extension Passes {
         var group = Array(0..<n)
         var members: [Int: [Int]] = [:]
         var hasContraction = [Bool](repeating: false, count: n), hasReduce = [Bool](repeating: false, count: n)
-        /// The nearest upsampling a stride-1 conv2d `c` reads as its image, where nothing else reads it.
+        /// The nearest upsampling a stride-1 conv2d `c` reads as its image, or the channel
+        /// concatenation any conv2d reads, where nothing else reads it.
         func prologue(of c: Int) -> [Int] {
-            guard case .op(.conv2d(let attributes), let operands) = g.values[c].definition, attributes.strides == [1, 1] else { return [] }
+            guard case .op(.conv2d(let attributes), let operands) = g.values[c].definition else { return [] }
             let u = operands[0].index
-            guard uses[u] == 1, !pinned[u], case .op(.upsampleNearest, _) = g.values[u].definition, operands[1].index != u else { return [] }
-            return [u]
+            guard uses[u] == 1, !pinned[u], operands[1].index != u, case .op(let op, _) = g.values[u].definition else { return [] }
+            switch op {
+            case .upsampleNearest where attributes.strides == [1, 1]: return [u]
+            case .concat(let axis) where axis == 3 && g.values[u].shape.count == 4: return [u]
+            default: return []
+            }
         }
         for (i, v) in g.values.enumerated() {
             guard case .op(let op, let operands) = v.definition else { continue }

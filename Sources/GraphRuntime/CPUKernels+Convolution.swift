@@ -7,31 +7,39 @@ import GraphKernels
 
 /// Convolutions, their gradients and matmul: the direct / Winograd kernels or im2col + sgemm, as the plan chose.
 extension CPUKernels {
-    /// A fused `output` kernel that is exactly [upsample_nearest ->] conv2d [-> add(bias [co]) [-> relu]]
+    /// A fused `output` kernel that is exactly [prologue ->] conv2d [-> add(bias [co]) [-> relu]],
+    /// the prologue a nearest upsampling or a channel concatenation of the image (`Passes.fusion`),
     /// whose convolution runs on the direct kernels: one pass with the epilogue applied as tiles
-    /// are stored (over an upsampling: phase by phase, `upsampledConvolution`, whatever the
-    /// algorithm). Nil for any other body, or where the convolution of a body without an
-    /// upsampling goes to sgemm (the plan then runs it with its tail).
+    /// are stored (with a prologue whatever the algorithm: `upsampledConvolution`,
+    /// `concatenatedConvolution`). Nil for any other body, or where the convolution of a body
+    /// without a prologue goes to sgemm (the plan then runs it with its tail).
     static func fusedConvolution(_ f: FusedKernel, _ s: Step, conv: (Step) -> ConvKernel) -> (Kernel, KernelBody)? {
         guard f.kind == .output else { return nil }
         let body = f.body
         var ops = body.values.enumerated().filter { $0.element.op != nil }
         func argIndex(_ id: ValueID) -> Int? { body.inputs.firstIndex(of: id) }
         let shapes = s.operandShapes
-        var upsample: (factors: [Int], operand: Int, value: Int)? = nil
-        if case .op(.upsampleNearest(let factors), let a)? = ops.first?.element.definition, let source = argIndex(a[0]) {
-            upsample = (factors, source, ops[0].offset)
-            ops.removeFirst()
+        enum Prologue { case upsample(factors: [Int], source: Int), concat(parts: [Int]) }
+        var prologue: (kind: Prologue, value: Int)? = nil
+        if let first = ops.first, case .op(let op, let a) = first.element.definition {
+            let sources = a.compactMap(argIndex)
+            switch op {
+            case .upsampleNearest(let factors) where sources.count == 1: prologue = (.upsample(factors: factors, source: sources[0]), first.offset)
+            case .concat(let axis) where axis == 3 && first.element.shape.count == 4 && sources.count == a.count:
+                prologue = (.concat(parts: sources), first.offset)
+            default: break
+            }
+            if prologue != nil { ops.removeFirst() }
         }
         guard (1...3).contains(ops.count), case .op(.conv2d(let c), let convArgs) = ops[0].element.definition,
               let ki = argIndex(convArgs[1]) else { return nil }
-        let xi: Int
-        if let upsample {
-            guard convArgs[0].index == upsample.value, c.strides == [1, 1] else { return nil }
-            xi = upsample.operand
+        let image: [Int], xi: Int
+        if let prologue {
+            guard convArgs[0].index == prologue.value else { return nil }
+            (image, xi) = (body.values[prologue.value].shape, -1)
         } else {
             guard let i = argIndex(convArgs[0]) else { return nil }
-            xi = i
+            (image, xi) = (shapes[i], i)
         }
         var bi: Int? = nil, relu = false
         if ops.count >= 2 {
@@ -43,16 +51,21 @@ extension CPUKernels {
             guard case .op(.unary(.relu), let r) = ops[2].element.definition, r[0].index == ops[1].offset else { return nil }
             relu = true
         }
-        guard upsample != nil || bi != nil, body.outputs[0].value.index == ops.last!.offset else { return nil }
+        guard prologue != nil || bi != nil, body.outputs[0].value.index == ops.last!.offset else { return nil }
         let epilogue = bi == nil ? nil : relu ? "bias+relu" : "bias"
-        // The tuner and the heuristics see the convolution as the graph wrote it (over the upsampled image).
-        let xShape = upsample.map { u in [shapes[xi][0], shapes[xi][1] * u.factors[0], shapes[xi][2] * u.factors[1], shapes[xi][3]] } ?? shapes[xi]
-        let contraction = Step(value: s.value, op: .conv2d(c), operands: [0, 1], operandShapes: [xShape, shapes[ki]], shape: s.shape,
+        // The tuner and the heuristics see the convolution as the graph wrote it (over the whole image).
+        let contraction = Step(value: s.value, op: .conv2d(c), operands: [0, 1], operandShapes: [image, shapes[ki]], shape: s.shape,
                                argStart: 0, count: 2)
         let choice = conv(contraction)
-        if let upsample {
-            return upsampledConvolution(factors: upsample.factors, c, source: shapes[xi], kernel: shapes[ki], output: s.shape, choice: choice,
-                                        epilogue: epilogue, operands: xi, ki, bias: bi, relu: relu)
+        switch prologue?.kind {
+        case .upsample(let factors, let source)?:
+            guard c.strides == [1, 1] else { return nil }
+            return upsampledConvolution(factors: factors, c, source: shapes[source], kernel: shapes[ki], output: s.shape, choice: choice,
+                                        epilogue: epilogue, operands: source, ki, bias: bi, relu: relu)
+        case .concat(let parts)?:
+            return concatenatedConvolution(parts: parts, c, shapes: shapes, image: image, kernel: shapes[ki], output: s.shape, choice: choice,
+                                           epilogue: epilogue, ki, bias: bi, relu: relu)
+        case nil: break
         }
         guard let bi else { return nil }
         let g = ConvGeometry(x: shapes[xi], kernel: shapes[ki], out: s.shape, c)
@@ -60,10 +73,7 @@ extension CPUKernels {
         guard let direct = choice.directKernels else { return nil }
         let geometry = DirectConvGeometry(input: shapes[xi], kernel: shapes[ki], output: s.shape, strides: c.strides, padding: c.padding)
         let run: KernelBody = { x, out, w in direct.forward(x[xi], x[ki], out, geometry, bias: x[bi], relu: relu, workspace: w) }
-        if case .oneThread = choice {
-            return (.convolution(choice, epilogue: epilogue), { x, out, w in Parallel.serially { run(x, out, w) } })
-        }
-        return (.convolution(choice, epilogue: epilogue), run)
+        return (.convolution(choice, epilogue: epilogue), onThreads(of: choice, run))
     }
 
     /// The contraction of a fused output kernel (`OutputEpilogue`): a conv2d or matmul step, or a

@@ -61,6 +61,19 @@ struct DirectKernels {
         }
     }
 
+    /// y = conv(concat(parts, channels), k) (+ bias, ReLU) on the direct kernel (never Winograd):
+    /// each part is (pointer, channels).
+    func forward(parts: [(UnsafePointer<Float>, Int)], _ k: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ g: DirectConvGeometry,
+                 bias: UnsafePointer<Float>? = nil, relu: Bool = false, workspace: Workspace) {
+        switch isa {
+        case .avx2:
+            FastKernels.DirectConv.forward(parts: parts.map { .init($0.0, channels: $0.1) }, k, y, g, bias: bias, relu: relu, workspace: workspace)
+        case .avx512:
+            FastKernelsAVX512.DirectConv.forward(parts: parts.map { .init($0.0, channels: $0.1) }, k, y, g, bias: bias, relu: relu,
+                                                 workspace: workspace)
+        }
+    }
+
     /// dk = the weight gradient of conv(x, k) given dy.
     func filterGradient(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dk: UnsafeMutablePointer<Float>, _ g: DirectConvGeometry,
                         workspace: Workspace) {

@@ -72,6 +72,9 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
     /// A convolution over a nearest upsampling fused into it: phase by phase on the source image
     /// (`byPhases`), or the upsampling written to scratch first.
     case upsampledConvolution(ConvKernel, byPhases: Bool, epilogue: String?)
+    /// A convolution over a channel concatenation fused into it: the direct kernel reading the parts
+    /// in turn (`inParts`), or the concatenation written to scratch first.
+    case concatenatedConvolution(ConvKernel, inParts: Bool, epilogue: String?)
     /// sgemm (OpenBLAS) for a matmul.
     case gemm
     /// The own kernels for a matmul with one side of at most 8 (`SkinnyGemm`: dense layers at small batch).
@@ -90,6 +93,8 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
         case .convolution(let c, let e): return c.description + (e.map { " + " + $0 } ?? "")
         case .upsampledConvolution(let c, let phases, let e):
             return (phases ? "\(c) by upsampling phases" : "upsample + \(c)") + (e.map { " + " + $0 } ?? "")
+        case .concatenatedConvolution(let c, let inParts, let e):
+            return (inParts ? "\(c) over the concatenated parts" : "concat + \(c)") + (e.map { " + " + $0 } ?? "")
         case .gemm: return "sgemm"
         case .skinnyGemm(let isa): return "skinny gemm \(isa.rawValue)"
         case .withTail(let k, let t): return "\(k) + tail (\(t))"
@@ -109,6 +114,7 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .convolution(let c, _): return c.description
         case .upsampledConvolution(let c, let phases, _): return phases ? "\(c) by phases" : "upsample + \(c)"
+        case .concatenatedConvolution(let c, let inParts, _): return inParts ? "\(c) over parts" : "concat + \(c)"
         case .withTail(let k, _): return k.profileLabel + " + tail"
         case .reference: return "reference"
         default: return description

@@ -19,12 +19,13 @@ struct OutputEpilogue {
         let body = f.body
         guard var c = body.values.firstIndex(where: { $0.op != nil }) else { return nil }
         func operandIndex(_ v: Int) -> Int? { body.inputs.firstIndex(of: ValueID(v)) }
-        // A nearest upsampling the convolution reads (`Passes.fusion`): the contraction is the pair,
-        // as a fused step of its own.
-        var upsample: (op: Op, source: Int, value: Int)? = nil
-        if case .op(let u, let a) = body.values[c].definition, case .upsampleNearest = u {
-            guard let source = operandIndex(a[0].index) else { return nil }
-            upsample = (u, source, c)
+        // A nearest upsampling or concatenation the convolution reads (`Passes.fusion`): the
+        // contraction is the pair, as a fused step of its own.
+        var prologue: (op: Op, sources: [Int], value: Int)? = nil
+        if case .op(let p, let a) = body.values[c].definition, p.isConvolutionPrologue {
+            let sources = a.compactMap { operandIndex($0.index) }
+            guard sources.count == a.count else { return nil }
+            prologue = (p, sources, c)
             guard let next = body.values.indices.first(where: { $0 > c && body.values[$0].op != nil }) else { return nil }
             c = next
         }
@@ -33,15 +34,17 @@ struct OutputEpilogue {
         case .conv2d, .matmul: break
         default: return nil
         }
-        if let upsample {
-            guard case .conv2d = op, args[0].index == upsample.value, let k = operandIndex(args[1].index) else { return nil }
+        if let prologue {
+            guard case .conv2d = op, args[0].index == prologue.value, let k = operandIndex(args[1].index) else { return nil }
             let pair = GraphBuilder(name: "contraction")
-            let x = pair.input("x", s.operandShapes[upsample.source]), kernel = pair.input("k", s.operandShapes[k])
-            pair.output("y", pair.apply(op, [pair.apply(upsample.op, [x]), kernel]))
+            let xs = prologue.sources.enumerated().map { pair.input("x\($0.offset)", s.operandShapes[$0.element]) }
+            let kernel = pair.input("k", s.operandShapes[k])
+            pair.output("y", pair.apply(op, [pair.apply(prologue.op, xs), kernel]))
             guard let pairBody = try? pair.finish() else { return nil }
-            contractionOperands = [upsample.source, k]
+            contractionOperands = prologue.sources + [k]
             contraction = Step(value: s.value, op: .fused(FusedKernel(kind: .output, body: pairBody)), operands: contractionOperands,
-                               operandShapes: contractionOperands.map { s.operandShapes[$0] }, shape: s.shape, argStart: 0, count: 2)
+                               operandShapes: contractionOperands.map { s.operandShapes[$0] }, shape: s.shape, argStart: 0,
+                               count: contractionOperands.count)
         } else {
             let cOperands = args.compactMap { operandIndex($0.index) }
             guard cOperands.count == args.count else { return nil }  // a constant operand: not covered
@@ -84,5 +87,15 @@ struct OutputEpilogue {
     /// The JIT kernel of the tail (input 0 is the output buffer itself).
     func jitKernel(name: String) -> ElementwiseKernel {
         ElementwiseKernel(name: name, body: tail.body, operandShapes: tailStep.operandShapes, shape: tailStep.shape, inPlaceOperands: [0])
+    }
+}
+
+extension Op {
+    /// The ops `Passes.fusion` may put before a convolution in its output kernel.
+    var isConvolutionPrologue: Bool {
+        switch self {
+        case .upsampleNearest, .concat: return true
+        default: return false
+        }
     }
 }

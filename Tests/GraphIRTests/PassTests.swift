@@ -60,9 +60,10 @@ final class PassTests: XCTestCase {
         XCTAssertEqual(try TextFormat.parse(text), fused)
     }
 
-    /// A stride-1 convolution takes the nearest upsampling it alone reads into its output kernel;
-    /// one read twice (here by a second convolution) or feeding a strided convolution stays a value.
-    func testFusionTakesAnUpsamplingIntoTheConvolutionThatAloneReadsIt() throws {
+    /// A stride-1 convolution takes the nearest upsampling it alone reads into its output kernel,
+    /// any convolution the channel concatenation it alone reads; an upsampling read twice (here by
+    /// a second convolution) or feeding a strided convolution stays a value.
+    func testFusionTakesAnUpsamplingOrConcatenationIntoTheConvolutionThatAloneReadsIt() throws {
         let b = GraphBuilder(name: "up")
         let x = b.input("x", [1, 4, 4, 3]), k = b.input("k", [2, 2, 3, 5]), bias = b.input("bias", [5])
         b.output("a", b.relu(b.add(b.conv2d(b.upsampleNearest(x, factor: 2), k, strides: [1, 1], padding: [0, 1, 0, 1]), bias)))
@@ -70,6 +71,8 @@ final class PassTests: XCTestCase {
         b.output("b", b.add(b.conv2d(shared, k, strides: [1, 1], padding: [0, 1, 0, 1]), bias))
         b.output("c", b.add(b.conv2d(shared, k, strides: [1, 1], padding: [0, 1, 0, 1]), b.constant(1)))
         b.output("d", b.add(b.conv2d(b.upsampleNearest(x, factor: 2), k, strides: [2, 2], padding: [0, 1, 0, 1]), bias))
+        // A channel concatenation goes into any convolution that alone reads it, strided too.
+        b.output("e", b.add(b.conv2d(b.concat([x, b.neg(x)], axis: 3), b.input("k6", [3, 3, 6, 5]), strides: [2, 2], padding: [0, 1, 0, 1]), bias))
         let raw = try b.finish()
         let fused = try Passes.fusion(raw)
         var bodies: [String] = []
@@ -79,9 +82,12 @@ final class PassTests: XCTestCase {
         }
         XCTAssertEqual(bodies.filter { $0.hasPrefix("upsample_nearest+conv2d") }, ["upsample_nearest+conv2d+add+relu"], "\(bodies)")
         XCTAssertEqual(fused.values.filter { $0.op?.name == "upsample_nearest" }.count, 2, TextFormat.print(fused))
-        let feeds = ["x": randomTensor([1, 4, 4, 3], seed: 1), "k": randomTensor([2, 2, 3, 5], seed: 2), "bias": randomTensor([5], seed: 3)]
+        XCTAssertTrue(bodies.contains("concat+conv2d+add"), "\(bodies)")
+        XCTAssertFalse(fused.values.contains { $0.op?.name == "concat" }, TextFormat.print(fused))
+        let feeds = ["x": randomTensor([1, 4, 4, 3], seed: 1), "k": randomTensor([2, 2, 3, 5], seed: 2), "bias": randomTensor([5], seed: 3),
+                     "k6": randomTensor([3, 3, 6, 5], seed: 4)]
         let before = try evaluate(raw, feeds), after = try evaluate(fused, feeds)
-        for name in ["a", "b", "c", "d"] { XCTAssertLessThan(relativeErrors(after[name]!, before[name]!).max, 1e-6, name) }
+        for name in ["a", "b", "c", "d", "e"] { XCTAssertLessThan(relativeErrors(after[name]!, before[name]!).max, 1e-6, name) }
     }
 
     func testFusedBodyErrorsNameTheirLine() {

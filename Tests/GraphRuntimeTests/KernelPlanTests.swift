@@ -148,6 +148,57 @@ final class KernelPlanTests: XCTestCase {
         XCTAssertTrue(labels.contains { $0.hasPrefix("upsample + direct") }, "narrow phases: \(labels)")
     }
 
+    /// Convolutions over a channel concatenation, fused: parts of 1 to 40 channels (partial
+    /// register blocks, a part narrower than a vector), strided, padded, 1x1 and 3x3, each
+    /// candidate (the direct kernel over the parts, Winograd and sgemm over the written-out
+    /// concatenation), with and without the bias + ReLU, against the reference.
+    func testConvolutionsOverAConcatenationMatchTheReference() throws {
+        // (part channels, image [n, h, w], kernel [kh, kw, co], strides, padding)
+        let cases: [([Int], [Int], [Int], [Int], [Int])] = [
+            ([32, 32, 6], [2, 9, 20], [3, 3, 20], [1, 1], [1, 1, 1, 1]),  // the U-Net's last merge
+            ([1, 16, 3], [1, 7, 25], [3, 3, 40], [2, 2], [0, 1, 0, 1]),
+            ([5, 40], [2, 6, 14], [1, 1, 9], [1, 1], [0, 0, 0, 0]),
+            ([17, 19], [1, 8, 16], [3, 3, 33], [1, 1], [1, 1, 1, 1]),  // Winograd applies
+        ]
+        var labels: Set<String> = []
+        for (channels, hw, kernel, strides, padding) in cases {
+            let c = ConvAttributes(strides: strides, padding: padding)
+            let image = hw + [channels.reduce(0, +)], ks = [kernel[0], kernel[1], image[3], kernel[2]]
+            let ys = try Op.conv2d(c).resultShape([image, ks])
+            let parts = channels.enumerated().map { randomTensor(hw + [$0.element], seed: 30 + UInt64($0.offset)) }
+            let k = randomTensor(ks, seed: 40), bias = randomTensor([ks[3]], seed: 41)
+            for epilogue in [false, true] {
+                let b = GraphBuilder(name: "body")
+                let xs = parts.enumerated().map { b.input("x\($0.offset)", $0.element.shape) }
+                let ki = b.input("k", ks)
+                var y = b.apply(.conv2d(c), [b.concat(xs, axis: 3), ki])
+                var operands = parts + [k]
+                if epilogue {
+                    y = b.relu(b.add(y, b.input("bias", [ks[3]])))
+                    operands.append(bias)
+                }
+                b.output("result", y)
+                let body = try b.finish()
+                let op = Op.fused(FusedKernel(kind: .output, body: body))
+                let ref = ReferenceKernels.evaluate(body, operands) { op, a, shape in ReferenceKernels.run(op, a, shape: shape) }
+                let full = Step(value: 0, op: .conv2d(c), operands: [0, 1], operandShapes: [image, ks], shape: ys, argStart: 0, count: 2)
+                for candidate in ConvolutionPlanner.candidates(full, heuristic: .gemm) {
+                    let s = Step(value: 0, op: op, operands: Array(operands.indices), operandShapes: operands.map(\.shape), shape: ys,
+                                 argStart: 0, count: operands.count)
+                    let (kernel, _) = try XCTUnwrap(CPUKernels.fusedConvolution(FusedKernel(kind: .output, body: body), s, conv: { _ in candidate }))
+                    labels.insert(kernel.profileLabel)
+                    let got = try XCTUnwrap(CPUKernels.run(op, operands, shape: ys, conv: { _ in candidate }))
+                    XCTAssertLessThan(relativeErrors(got, ref).max, 1e-5, "\(channels) \(hw) \(kernel) \(strides) with \(kernel)")
+                }
+            }
+        }
+        for isa in VectorISA.available {
+            XCTAssertTrue(labels.contains("direct \(isa.rawValue) over parts"), "\(labels)")
+            XCTAssertTrue(labels.contains("concat + winograd \(isa.rawValue)"), "\(labels)")
+        }
+        XCTAssertTrue(labels.contains("concat + im2col+sgemm"), "\(labels)")
+    }
+
     /// A conv + bias + ReLU network with a reverse (no native kernel) and a broadcasting binary.
     func network() throws -> (Graph, [String: Tensor]) {
         let b = GraphBuilder(name: "plan")

@@ -364,6 +364,10 @@ final class CPUBackendTests: XCTestCase {
         // An up-convolution: the upsampling fused into the convolution's phases.
         let ku = b.input("ku", [2, 2, 8, 16]), bu = b.input("bu", [16])
         b.output("upconv", b.relu(b.add(b.conv2d(b.upsampleNearest(b.mul(big, big), factor: 2), ku, strides: [1, 1], padding: [0, 1, 0, 1]), bu)))
+        // A U-Net merge: the convolution sums over the concatenated parts.
+        let kc = b.input("kc", [3, 3, 11, 16])
+        b.output("catconv", b.relu(b.add(b.conv2d(b.concat([big, b.slice(b.exp(big), begin: [0, 0, 0, 0], end: [4, 64, 64, 3])], axis: 3), kc,
+                                                  strides: [1, 1], padding: [1, 1, 1, 1]), bu)))
         // One channel from each part (the STN's coordinate pairs), small and split between the cores.
         b.output("pairs", b.concat([b.slice(x, begin: [0, 0, 0, 2], end: [2, 5, 6, 3]), b.slice(y, begin: [0, 0, 0, 0], end: [2, 5, 6, 1])], axis: 3))
         b.output("bigpairs", b.concat([b.slice(big, begin: [0, 0, 0, 5], end: [4, 64, 64, 6]), b.slice(big, begin: [0, 0, 0, 1], end: [4, 64, 64, 2]),
@@ -376,10 +380,11 @@ final class CPUBackendTests: XCTestCase {
         let g = try b.finish()
         try compare(g, ["x": randomTensor([2, 5, 6, 3], seed: 11), "y": randomTensor([2, 5, 6, 4], seed: 12), "v": randomTensor([6, 1], seed: 13),
                          "seed": Tensor(42), "big": randomTensor([4, 64, 64, 8], seed: 14), "ku": randomTensor([2, 2, 8, 16], seed: 15),
-                         "bu": randomTensor([16], seed: 16)])
+                         "bu": randomTensor([16], seed: 16), "kc": randomTensor([3, 3, 11, 16], seed: 17)])
         let exe = try Compiler.compile(g, for: Signature.of(g))
         XCTAssertTrue(exe.kernelPlan.contains { $0.op.hasPrefix("fused output: upsample_nearest+conv2d") && "\($0.kernel)".contains("by upsampling phases") },
                       "\(exe.kernelPlan.map { "\($0.op): \($0.kernel)" })")
+        XCTAssertTrue(exe.kernelPlan.contains { $0.op.hasPrefix("fused output: concat+conv2d") }, "\(exe.kernelPlan.map { "\($0.op): \($0.kernel)" })")
         XCTAssertTrue(exe.plan.buffers.contains { $0.reuses != nil }, "the test should exercise in-place reuse")
     }
 

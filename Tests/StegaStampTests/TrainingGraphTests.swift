@@ -186,7 +186,8 @@ final class TrainingGraphTests: XCTestCase {
                                        "image": SyntheticImages.batch(count: 1, height: 32, width: 32, seed: 1)]
         let a = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(optimize: false)).run(feeds)
         let b = try Compiler.compile(g, for: Signature.of(g)).run(feeds)
-        XCTAssertEqual(a["residual"], b["residual"])
+        // Fusion sums a merge's parts in turn and an up-convolution's taps by phase: equal up to rounding.
+        XCTAssertLessThan(relativeErrors(b["residual"]!, a["residual"]!).max, 1e-5)
     }
 
     func testOtherSizesVerifyAndRun() throws {
