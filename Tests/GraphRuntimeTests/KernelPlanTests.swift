@@ -130,22 +130,30 @@ final class KernelPlanTests: XCTestCase {
                 }
                 b.output("result", y)
                 let body = try b.finish()
-                let op = Op.fused(FusedKernel(kind: .output, body: body))
-                let ref = ReferenceKernels.evaluate(body, operands) { op, a, shape in ReferenceKernels.run(op, a, shape: shape) }
-                let full = Step(value: 0, op: .conv2d(c), operands: [0, 1], operandShapes: [up, ks], shape: ys, argStart: 0, count: 2)
-                for candidate in ConvolutionPlanner.candidates(full, heuristic: .gemm) {
-                    let s = Step(value: 0, op: op, operands: Array(operands.indices), operandShapes: operands.map(\.shape), shape: ys,
-                                 argStart: 0, count: operands.count)
-                    let (kernel, _) = try XCTUnwrap(CPUKernels.fusedConvolution(FusedKernel(kind: .output, body: body), s, conv: { _ in candidate }))
-                    labels.insert(kernel.profileLabel)
-                    let got = try XCTUnwrap(CPUKernels.run(op, operands, shape: ys, conv: { _ in candidate }))
-                    XCTAssertLessThan(relativeErrors(got, ref).max, 1e-5, "\(source) x\(factors) \(ks) \(padding) with \(kernel)")
-                }
+                try checkEveryCandidate(body, operands, convolution: c, image: up, kernel: ks, output: ys, &labels,
+                                        "\(source) x\(factors) \(ks) \(padding)")
             }
         }
         for isa in VectorISA.available { XCTAssertTrue(labels.contains("direct \(isa.rawValue) by phases"), "\(labels)") }
         XCTAssertTrue(labels.contains("upsample + im2col+sgemm"), "\(labels)")
         XCTAssertTrue(labels.contains { $0.hasPrefix("upsample + direct") }, "narrow phases: \(labels)")
+    }
+
+    /// A fused convolution body under every candidate of its full-size convolution against the
+    /// reference evaluation of the body; the kernels' profile labels go into `labels`.
+    func checkEveryCandidate(_ body: Graph, _ operands: [Tensor], convolution c: ConvAttributes, image: [Int], kernel ks: [Int],
+                             output ys: [Int], _ labels: inout Set<String>, _ what: String) throws {
+        let f = FusedKernel(kind: .output, body: body)
+        let ref = ReferenceKernels.evaluate(body, operands) { op, a, shape in ReferenceKernels.run(op, a, shape: shape) }
+        let full = Step(value: 0, op: .conv2d(c), operands: [0, 1], operandShapes: [image, ks], shape: ys, argStart: 0, count: 2)
+        let s = Step(value: 0, op: .fused(f), operands: Array(operands.indices), operandShapes: operands.map(\.shape), shape: ys,
+                     argStart: 0, count: operands.count)
+        for candidate in ConvolutionPlanner.candidates(full, heuristic: .gemm) {
+            let (kernel, _) = try XCTUnwrap(CPUKernels.fusedConvolution(f, s, conv: { _ in candidate }))
+            labels.insert(kernel.profileLabel)
+            let got = try XCTUnwrap(CPUKernels.run(.fused(f), operands, shape: ys, conv: { _ in candidate }))
+            XCTAssertLessThan(relativeErrors(got, ref).max, 1e-5, "\(what) with \(kernel)")
+        }
     }
 
     /// Convolutions over a channel concatenation, fused: parts of 1 to 40 channels (partial
@@ -179,17 +187,8 @@ final class KernelPlanTests: XCTestCase {
                 }
                 b.output("result", y)
                 let body = try b.finish()
-                let op = Op.fused(FusedKernel(kind: .output, body: body))
-                let ref = ReferenceKernels.evaluate(body, operands) { op, a, shape in ReferenceKernels.run(op, a, shape: shape) }
-                let full = Step(value: 0, op: .conv2d(c), operands: [0, 1], operandShapes: [image, ks], shape: ys, argStart: 0, count: 2)
-                for candidate in ConvolutionPlanner.candidates(full, heuristic: .gemm) {
-                    let s = Step(value: 0, op: op, operands: Array(operands.indices), operandShapes: operands.map(\.shape), shape: ys,
-                                 argStart: 0, count: operands.count)
-                    let (kernel, _) = try XCTUnwrap(CPUKernels.fusedConvolution(FusedKernel(kind: .output, body: body), s, conv: { _ in candidate }))
-                    labels.insert(kernel.profileLabel)
-                    let got = try XCTUnwrap(CPUKernels.run(op, operands, shape: ys, conv: { _ in candidate }))
-                    XCTAssertLessThan(relativeErrors(got, ref).max, 1e-5, "\(channels) \(hw) \(kernel) \(strides) with \(kernel)")
-                }
+                try checkEveryCandidate(body, operands, convolution: c, image: image, kernel: ks, output: ys, &labels,
+                                        "\(channels) \(hw) \(kernel) \(strides)")
             }
         }
         for isa in VectorISA.available {
