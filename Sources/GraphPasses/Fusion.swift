@@ -15,6 +15,18 @@ extension Passes {
         }
     }
 
+    /// The one rule for the op a convolution's output kernel may compute its image with (and so
+    /// never store it): a nearest upsampling under a stride-1 convolution (convolved phase by
+    /// phase), or a channel concatenation of rank-4 images (summed over the parts in turn).
+    /// `fusion` builds bodies by it and the runtime's output kernel takes them apart by it.
+    public static func isConvolutionPrologue(_ op: Op, image: [Int], convolution: ConvAttributes) -> Bool {
+        switch op {
+        case .upsampleNearest: return convolution.strides == [1, 1]
+        case .concat(let axis): return axis == 3 && image.count == 4
+        default: return false
+        }
+    }
+
     /// Largest constant copied into a fused body (bigger ones stay operands).
     static let inlineConstantLimit = 64
 
@@ -41,12 +53,9 @@ extension Passes {
         func prologue(of c: Int) -> [Int] {
             guard case .op(.conv2d(let attributes), let operands) = g.values[c].definition else { return [] }
             let u = operands[0].index
-            guard uses[u] == 1, !pinned[u], operands[1].index != u, case .op(let op, _) = g.values[u].definition else { return [] }
-            switch op {
-            case .upsampleNearest where attributes.strides == [1, 1]: return [u]
-            case .concat(let axis) where axis == 3 && g.values[u].shape.count == 4: return [u]
-            default: return []
-            }
+            guard uses[u] == 1, !pinned[u], operands[1].index != u, case .op(let op, _) = g.values[u].definition,
+                  isConvolutionPrologue(op, image: g.values[u].shape, convolution: attributes) else { return [] }
+            return [u]
         }
         for (i, v) in g.values.enumerated() {
             guard case .op(let op, let operands) = v.definition else { continue }

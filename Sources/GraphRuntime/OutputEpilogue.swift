@@ -1,5 +1,6 @@
 import GraphIR
 import GraphJIT
+import GraphPasses
 
 /// A fused `output` kernel taken apart: its contraction (conv2d or matmul) writes the result
 /// buffer, then its elementwise tail (bias, activation, residual...) runs over that buffer in
@@ -22,11 +23,13 @@ struct OutputEpilogue {
         // A nearest upsampling or concatenation the convolution reads (`Passes.fusion`): the
         // contraction is the pair, as a fused step of its own.
         var prologue: (op: Op, sources: [Int], value: Int)? = nil
-        if case .op(let p, let a) = body.values[c].definition, p.isConvolutionPrologue {
+        if case .op(let p, let a) = body.values[c].definition,
+           let next = body.values.indices.first(where: { $0 > c && body.values[$0].op != nil }),
+           case .op(.conv2d(let attributes), let convArgs) = body.values[next].definition, convArgs[0].index == c,
+           Passes.isConvolutionPrologue(p, image: body.values[c].shape, convolution: attributes) {
             let sources = a.compactMap { operandIndex($0.index) }
             guard sources.count == a.count else { return nil }
             prologue = (p, sources, c)
-            guard let next = body.values.indices.first(where: { $0 > c && body.values[$0].op != nil }) else { return nil }
             c = next
         }
         guard case .op(let op, let args) = body.values[c].definition, body.values[c].shape == s.shape else { return nil }
@@ -87,15 +90,5 @@ struct OutputEpilogue {
     /// The JIT kernel of the tail (input 0 is the output buffer itself).
     func jitKernel(name: String) -> ElementwiseKernel {
         ElementwiseKernel(name: name, body: tail.body, operandShapes: tailStep.operandShapes, shape: tailStep.shape, inPlaceOperands: [0])
-    }
-}
-
-extension Op {
-    /// The ops `Passes.fusion` may put before a convolution in its output kernel.
-    var isConvolutionPrologue: Bool {
-        switch self {
-        case .upsampleNearest, .concat: return true
-        default: return false
-        }
     }
 }
