@@ -27,6 +27,36 @@ public struct SafetensorsFile {
         return try decode(data, path: path)
     }
 
+    /// The `__metadata__` of a file, reading only its header (a checkpoint's configuration
+    /// without its tensors).
+    public static func readMetadata(path: String) throws -> [String: String] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw SafetensorsError(path, "cannot read file") }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        try? handle.seek(toOffset: 0)
+        guard let lengthBytes = try? handle.read(upToCount: 8), lengthBytes.count == 8 else {
+            throw SafetensorsError(path, "truncated: \(size) bytes, no header length")
+        }
+        var headerLength: UInt64 = 0
+        for (i, b) in lengthBytes.enumerated() { headerLength |= UInt64(b) << (8 * UInt64(i)) }
+        guard headerLength <= size - 8 else {
+            throw SafetensorsError(path, "truncated or corrupt: header length \(headerLength) exceeds the \(size - 8) bytes left")
+        }
+        let header = (try? handle.read(upToCount: Int(headerLength))) ?? Data()
+        guard header.count == Int(headerLength), let json = try? JSONSerialization.jsonObject(with: header),
+              let object = json as? [String: Any] else {
+            throw SafetensorsError(path, "corrupt: header is not a JSON object")
+        }
+        guard let m = object["__metadata__"] else { return [:] }
+        guard let entries = m as? [String: Any] else { throw SafetensorsError(path, "corrupt: __metadata__ is not an object") }
+        var out: [String: String] = [:]
+        for (k, v) in entries {
+            guard let s = v as? String else { throw SafetensorsError(path, "corrupt: metadata '\(k)' is not a string") }
+            out[k] = s
+        }
+        return out
+    }
+
     public static func decode(_ data: Data, path: String? = nil) throws -> SafetensorsFile {
         let bytes = [UInt8](data)
         guard bytes.count >= 8 else { throw SafetensorsError(path, "truncated: \(bytes.count) bytes, no header length") }

@@ -16,19 +16,21 @@ struct TrainCommand: ParsableCommand {
             (the codec demo's 32x32 model). Every flag overrides the preset; the resolved configuration is written to \
             RUN/config.json. The run folder gets checkpoint.safetensors (every --checkpoint-every steps and on \
             Ctrl-C / SIGTERM), metrics.jsonl, eval.jsonl, TensorBoard event files (tensorboard --logdir RUN), curves.png \
-            and samples.png. --resume continues a run exactly where its checkpoint left it. \
+            and samples.png. --resume continues a run exactly where its checkpoint left it, with the configuration \
+            it was trained with (RUN/config.json; a flag given with it changes that setting only). \
             Data-parallel: mpirun -np N stegastamp train ... (Open MPI): --batch stays the global batch, each rank \
             takes its slice, gradients are averaged over the ranks; rank 0 writes the run folder.
             """)
 
-    @Option(help: "paper, cpu, tiny or small.") var preset = "cpu"
+    @Option(help: "paper, cpu, tiny or small (default: cpu; with --resume, the run's own).") var preset: String?
     @Option(help: "Folder of training photos (PNG/JPEG). Default: the training photos of scripts/fetch-photos.sh, fetched if missing.")
     var images: String?
     @Option(help: "Folder of held-out evaluation photos. Default: the evaluation photos of scripts/fetch-photos.sh with the default --images, else every 10th photo of --images.")
     var evalImages: String?
     @Option(name: .customLong("run"), help: "Run folder (checkpoint, logs, plots).") var runFolder = "runs/stegastamp"
     @Option(help: "Total steps of the run.") var steps: Int?
-    @Flag(help: "Continue the run in --run from its checkpoint.") var resume = false
+    @Flag(help: "Continue the run in --run from its checkpoint, with the configuration it was trained with (flags given change only those settings).")
+    var resume = false
     @Option(help: "Fine-tune: start a new run from the encoder and decoder of this model file (e.g. Models/stegastamp.safetensors) or run checkpoint.")
     var initFrom: String?
     @Option(help: "Seed of the initial weights and of every random draw.") var seed: Int?
@@ -84,7 +86,14 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Plain log lines even on a terminal.") var noProgress = false
 
     func resolvedConfig() throws -> TrainingConfig {
-        var c = try TrainingConfig.preset(preset)
+        // A resumed run starts from its own configuration, a new one from the preset.
+        var c: TrainingConfig
+        if resume {
+            c = try RunCheckpoint.configuration(ofRun: runFolder)
+            if let preset, preset != c.preset { throw CLIError("--resume: \(runFolder) is a '\(c.preset)' run, not '\(preset)'") }
+        } else {
+            c = try TrainingConfig.preset(preset ?? "cpu")
+        }
         func set<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T>) { if let v { c[keyPath: kp] = v } }
         if let initFrom { c.initFrom = initFrom }
         set(steps, \.steps); set(seed, \.seed); set(bits, \.bits); set(batch, \.batch); set(size, \.size)

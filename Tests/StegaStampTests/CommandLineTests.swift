@@ -285,8 +285,9 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(err.contains("--yuv-scales"), err)
     }
 
-    /// A run killed with SIGKILL leaves a checkpoint (written atomically) that resumes; SIGTERM
-    /// stops a run with a checkpoint at the step it reached.
+    /// A run killed with SIGKILL leaves a checkpoint (written atomically) that resumes, with the
+    /// run's own configuration when `--resume` is given no other flag; SIGTERM stops a run with a
+    /// checkpoint at the step it reached.
     func testKilledRunResumesFromItsCheckpoint() throws {
         let photos = try trainingPhotos()
         let runDir = tmp.appendingPathComponent("killed").path
@@ -295,7 +296,7 @@ final class CommandLineTests: XCTestCase {
             let p = Process()
             p.executableURL = binary
             p.arguments = ["train", "--preset", "tiny", "--images", photos, "--run", runDir, "--steps", "100000", "--checkpoint-every", "3",
-                           "--eval-every", "100000", "--no-progress"] + extra
+                           "--eval-every", "100000", "--no-progress", "--no-gan", "--l2-loss-scale", "3.5"] + extra
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             try p.run()
@@ -318,10 +319,18 @@ final class CommandLineTests: XCTestCase {
         let survived = try RunCheckpoint.read(path: ckpt)
         XCTAssertGreaterThanOrEqual(survived.step, reached)
         let target = survived.step + 4
-        let out = try run(["train", "--preset", "tiny", "--images", photos, "--run", runDir, "--steps", "\(target)", "--eval-every", "100000",
-                           "--resume", "--no-progress"], expect: 0).out
+        // Another preset is refused; no flags but --steps resume the run as it was configured
+        // (no critic, L2 scale 3.5: the defaults of the tiny preset would want a critic's slots).
+        let wrongPreset = try run(["train", "--preset", "cpu", "--images", photos, "--run", runDir, "--resume"], expect: 1).err
+        XCTAssertTrue(wrongPreset.contains("'tiny' run"), wrongPreset)
+        let out = try run(["train", "--images", photos, "--run", runDir, "--steps", "\(target)", "--resume", "--no-progress"], expect: 0).out
         XCTAssertTrue(out.contains("resuming \(runDir) from step \(survived.step)"), out)
-        XCTAssertEqual(try RunCheckpoint.read(path: ckpt).step, target)
+        let resumed = try RunCheckpoint.read(path: ckpt)
+        XCTAssertEqual(resumed.step, target)
+        XCTAssertEqual(resumed.config.gan, false)
+        XCTAssertEqual(resumed.config.l2LossScale, 3.5)
+        XCTAssertEqual(resumed.config.checkpointEvery, 3)
+        XCTAssertEqual(resumed.config.steps, target)
         // SIGTERM: the run writes a checkpoint at the step it reached and exits 130.
         let q = try start(["--resume"])
         _ = try waitForCheckpoint(past: target)

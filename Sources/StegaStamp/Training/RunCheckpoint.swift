@@ -34,6 +34,24 @@ public struct RunCheckpoint {
         try file.write(path: path, sync: true)
     }
 
+    /// The configuration a run folder was trained with (its checkpoint's, which the run's
+    /// `config.json` repeats): what `--resume` starts from, so that a resumed run needs no
+    /// flags and a flag given with `--resume` changes only that setting.
+    public static func configuration(ofRun runDirectory: String) throws -> TrainingConfig {
+        let path = runDirectory + "/checkpoint.safetensors"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw TrainingError("\(path): no checkpoint to resume from (start the run without --resume)")
+        }
+        let metadata: [String: String]
+        do { metadata = try SafetensorsFile.readMetadata(path: path) } catch {
+            throw TrainingError("\(error) (the checkpoint is corrupt or truncated; it was not loaded)")
+        }
+        guard metadata["format"] == format, let cj = metadata["config"] else {
+            throw TrainingError("\(path): not a training checkpoint of `stegastamp train` (format '\(metadata["format"] ?? "none")')")
+        }
+        return try TrainingConfig.fromJSON(Data(cj.utf8), path: path)
+    }
+
     /// Reads and checks a run checkpoint; every failure names the file and what is wrong.
     public static func read(path: String) throws -> RunCheckpoint {
         guard FileManager.default.fileExists(atPath: path) else {
