@@ -21,15 +21,15 @@ extension CPUKernels {
         let shapes = s.operandShapes
         enum Prologue { case upsample(factors: [Int], source: Int), concat(parts: [Int]) }
         var prologue: (kind: Prologue, value: Int)? = nil
-        if let first = ops.first, case .op(let op, let a) = first.element.definition {
+        if ConvolutionPlanner.Shapes.prologueConvolution(f) != nil, let first = ops.first, case .op(let op, let a) = first.element.definition {
             let sources = a.compactMap(argIndex)
+            guard sources.count == a.count else { return nil }
             switch op {
-            case .upsampleNearest(let factors) where sources.count == 1: prologue = (.upsample(factors: factors, source: sources[0]), first.offset)
-            case .concat(let axis) where axis == 3 && first.element.shape.count == 4 && sources.count == a.count:
-                prologue = (.concat(parts: sources), first.offset)
-            default: break
+            case .upsampleNearest(let factors): prologue = (.upsample(factors: factors, source: sources[0]), first.offset)
+            case .concat: prologue = (.concat(parts: sources), first.offset)
+            default: return nil
             }
-            if prologue != nil { ops.removeFirst() }
+            ops.removeFirst()
         }
         guard (1...3).contains(ops.count), case .op(.conv2d(let c), let convArgs) = ops[0].element.definition,
               let ki = argIndex(convArgs[1]) else { return nil }
@@ -53,13 +53,12 @@ extension CPUKernels {
         }
         guard prologue != nil || bi != nil, body.outputs[0].value.index == ops.last!.offset else { return nil }
         let epilogue = bi == nil ? nil : relu ? "bias+relu" : "bias"
-        // The tuner and the heuristics see the convolution as the graph wrote it (over the whole image).
-        let contraction = Step(value: s.value, op: .conv2d(c), operands: [0, 1], operandShapes: [image, shapes[ki]], shape: s.shape,
-                               argStart: 0, count: 2)
-        let choice = conv(contraction)
+        // With a prologue the tuner times this fused kernel itself (its rules read the convolution
+        // over the whole image); without, the plain convolution, whose kernel takes the epilogue.
+        let choice = prologue != nil ? conv(s)
+            : conv(Step(value: s.value, op: .conv2d(c), operands: [0, 1], operandShapes: [image, shapes[ki]], shape: s.shape, argStart: 0, count: 2))
         switch prologue?.kind {
         case .upsample(let factors, let source)?:
-            guard c.strides == [1, 1] else { return nil }
             return upsampledConvolution(factors: factors, c, source: shapes[source], kernel: shapes[ki], output: s.shape, choice: choice,
                                         epilogue: epilogue, operands: source, ki, bias: bi, relu: relu)
         case .concat(let parts)?:

@@ -1,6 +1,7 @@
 import FastKernels
 import FastKernelSupport
 import GraphIR
+import GraphPasses
 
 /// Chooses the algorithm of every convolution-family step when an executable is compiled: the
 /// measured choice of the tuner where tuning is on, otherwise the heuristics of
@@ -31,8 +32,24 @@ struct ConvolutionPlanner {
                 g = .init(x: sh[0], kernel: s.shape, out: sh[1], c)
                 forward = DirectConvGeometry(input: sh[0], kernel: s.shape, output: sh[1], strides: c.strides, padding: c.padding)
                 kind = .filterGradient
+            case .fused(let f):
+                // A convolution over its prologue's image (`Passes.isConvolutionPrologue`): the rules and
+                // the candidates read the convolution as the graph wrote it; the tuner times the fused kernel.
+                guard let (c, image, kernel) = Self.prologueConvolution(f) else { return nil }
+                g = .init(x: image, kernel: kernel, out: s.shape, c)
+                forward = DirectConvGeometry(input: image, kernel: kernel, output: s.shape, strides: c.strides, padding: c.padding)
+                kind = .forward
             default: return nil
             }
+        }
+
+        /// The convolution of an output kernel that starts with a prologue: its attributes, image and kernel shapes.
+        static func prologueConvolution(_ f: FusedKernel) -> (ConvAttributes, image: [Int], kernel: [Int])? {
+            let ops = f.body.values.indices.filter { f.body.values[$0].op != nil }
+            guard f.kind == .output, ops.count >= 2, case .op(let p, _) = f.body.values[ops[0]].definition,
+                  case .op(.conv2d(let c), let a) = f.body.values[ops[1]].definition, a[0].index == ops[0],
+                  Passes.isConvolutionPrologue(p, image: f.body.values[ops[0]].shape, convolution: c) else { return nil }
+            return (c, f.body.values[ops[0]].shape, f.body.values[a[1].index].shape)
         }
 
         /// Multiply-adds of the convolution (the same for its two gradients).

@@ -97,7 +97,13 @@ public final class KernelTuner: @unchecked Sendable {
     }()
 
     static func key(_ s: Step) -> String {
-        "\(context) | \(s.op) \(s.operandShapes.map(Shape.describe).joined(separator: " ")) -> \(Shape.describe(s.shape))"
+        "\(context) | \(describe(s.op)) \(s.operandShapes.map(Shape.describe).joined(separator: " ")) -> \(Shape.describe(s.shape))"
+    }
+
+    /// An op as keys name it; a fused one by the ops of its body in order.
+    static func describe(_ op: Op) -> String {
+        guard case .fused(let f) = op else { return "\(op)" }
+        return "fused[" + f.body.values.compactMap { $0.op.map { "\($0)" } }.joined(separator: " ") + "]"
     }
 
     /// The outcome of one choice, for the compile's log line.
@@ -152,7 +158,7 @@ public final class KernelTuner: @unchecked Sendable {
     /// Seconds per call of the step's kernel `c` on random operands: the best of several calls
     /// after one warm-up, at least 3 calls and 10 ms in all (at most 50 calls).
     static func time(_ s: Step, _ c: ConvKernel) -> Double {
-        guard let (_, body) = CPUKernels.kernel(for: s, conv: { _ in c }) else { return .infinity }
+        guard let (_, body) = CPUKernels.contractionKernel(s, conv: { _ in c }) else { return .infinity }
         var rng = SplitMix(seed: 1)
         let operands = s.operandShapes.map { shape -> UnsafeMutablePointer<Float> in
             let n = max(Shape.count(shape), 1)

@@ -264,4 +264,34 @@ final class KernelPlanTests: XCTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
         XCTAssertEqual((json?["entries"] as? [String: Any])?.isEmpty, false)
     }
+
+    /// A convolution over an upsampling or a concatenation is timed as the fused kernel that runs
+    /// it (phases, parts), not as the plain convolution over the whole image: its cache entry is
+    /// keyed by the fused body, and the plan marks it tuned.
+    func testTheTunerTimesConvolutionsOverAPrologueAsTheyRun() throws {
+        let b = GraphBuilder(name: "prologues")
+        let x = b.input("x", [2, 10, 12, 16]), skip = b.input("skip", [2, 20, 24, 8])
+        let k1 = b.input("k1", [2, 2, 16, 8]), b1 = b.input("b1", [8]), k2 = b.input("k2", [3, 3, 16, 8]), b2 = b.input("b2", [8])
+        let up = b.relu(b.add(b.conv2d(b.apply(.upsampleNearest(factors: [2, 2]), [x]), k1, strides: [1, 1], padding: [0, 1, 0, 1]), b1))
+        b.output("y", b.relu(b.add(b.conv2dSame(b.apply(.concat(axis: 3), [skip, up]), k2, stride: 1), b2)))
+        let g = try b.finish()
+        var feeds: [String: Tensor] = [:]
+        for (seed, name) in ["x", "skip", "k1", "b1", "k2", "b2"].enumerated() { feeds[name] = randomTensor(g[g.value(named: name)!].shape, seed: UInt64(40 + seed)) }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuning-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("tuning.json").path
+        let saved = KernelTuner.log
+        KernelTuner.log = { _ in }
+        defer { KernelTuner.log = saved }
+        let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(tuningCache: path))
+        let prologueSteps = exe.kernelPlan.filter { $0.op.contains("upsample") || $0.op.contains("concat") }
+        XCTAssertEqual(prologueSteps.count, 2, "\(exe.kernelPlan.map { "\($0.op): \($0.kernel)" })")
+        XCTAssertTrue(prologueSteps.allSatisfy(\.tuned), "\(prologueSteps)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+        let keys = Array((json?["entries"] as? [String: Any] ?? [:]).keys)
+        XCTAssertTrue(keys.contains { $0.contains("fused[upsampleNearest") }, "\(keys)")
+        XCTAssertTrue(keys.contains { $0.contains("fused[concat") }, "\(keys)")
+        let ref = try evaluate(g, feeds, backend: .interpreter)
+        XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref["y"]!).max, 1e-5)
+    }
 }
