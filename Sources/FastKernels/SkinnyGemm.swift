@@ -36,6 +36,10 @@ public enum SkinnyGemm {
             // Columns in tiles of 4 vectors; a row block of 4 at a time (two passes over B for 5-8 rows).
             let tile = 4 * h
             let tiles = (n + tile - 1) / tile
+            if tiles <= 4 && k >= 4096 {
+                splitK(m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, c, ldc: ldc)
+                return
+            }
             Parallel.forEach(tiles) { t in
                 let j0 = t * tile, j1 = min(n, j0 + tile)
                 var i0 = 0
@@ -62,10 +66,58 @@ public enum SkinnyGemm {
         }
     }
 
-    /// Rows 0..<rows (1-4) of C = A B over columns j0..<j1 (at most 4 vectors). Rows past `rows`
-    /// read row 0 again (their sums are dropped), so the loop has one shape.
+    /// Chunks of the long side k per task (a fixed split: the sums do not depend on the threads).
+    static let kChunks = 16
+    /// Rows of B per pass over the column tiles within a chunk (re-read from L2 by the next tile).
+    static let kBlock = 128
+
+    /// C = A B for few column tiles and a long k (the STN's 4 x 32768 x 128): split along k, so
+    /// that each core streams whole consecutive rows of B (a sequential read the prefetchers keep
+    /// up with; split by columns, each core read every other 256 bytes of every row), into partial
+    /// products summed in chunk order at the end.
+    static func splitK(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                       _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let chunks = kChunks, chunk = (k + chunks - 1) / chunks, tile = 4 * h
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: chunks * m * n) { partials in
+            nonisolated(unsafe) let partial = partials.baseAddress!
+            Parallel.forEach(chunks) { t in
+                let p0 = t * chunk, p1 = min(k, p0 + chunk)
+                let out = partial + t * m * n
+                if p0 >= p1 { out.update(repeating: 0, count: m * n); return }
+                var q = p0
+                while q < p1 {
+                    let q1 = min(p1, q + kBlock)
+                    var j0 = 0
+                    while j0 < n {
+                        var i0 = 0
+                        while i0 < m {
+                            nn(rows: min(4, m - i0), a + i0 * lda + q, lda: lda, b + q * ldb, ldb: ldb, out + i0 * n, ldc: n, k: q1 - q,
+                               j0: j0, j1: min(n, j0 + tile), accumulate: q > p0)
+                            i0 += 4
+                        }
+                        j0 += tile
+                    }
+                    q = q1
+                }
+            }
+            for i in 0..<m {
+                let row = c + i * ldc
+                row.update(from: partial + i * n, count: n)
+                for t in 1..<chunks {
+                    let src = partial + t * m * n + i * n
+                    for j in 0..<n { row[j] += src[j] }
+                }
+            }
+        }
+    }
+
+    /// Rows 0..<rows (1-4) of C = A B over columns j0..<j1 (at most 4 vectors), stored or, with
+    /// `accumulate`, added to C. Rows past `rows` read row 0 again (their sums are dropped), so
+    /// the loop has one shape.
     static func nn(rows: Int, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, _ c: UnsafeMutablePointer<Float>,
-                   ldc: Int, k: Int, j0: Int, j1: Int) {
+                   ldc: Int, k: Int, j0: Int, j1: Int, accumulate: Bool = false) {
+        @inline(__always) func store(_ v: Half, _ p: UnsafeMutablePointer<Float>) { SkinnyGemm.store(accumulate ? v + load(p) : v, p) }
+        @inline(__always) func put(_ v: Float, _ p: UnsafeMutablePointer<Float>) { p.pointee = accumulate ? p.pointee + v : v }
         let a0 = a, a1 = rows > 1 ? a + lda : a, a2 = rows > 2 ? a + 2 * lda : a, a3 = rows > 3 ? a + 3 * lda : a
         if j1 - j0 == 4 * h {
             var c00 = Half(), c01 = Half(), c02 = Half(), c03 = Half()
@@ -120,10 +172,10 @@ public enum SkinnyGemm {
                 s0 += a0[p] * v; s1 += a1[p] * v; s2 += a2[p] * v; s3 += a3[p] * v
                 bp += ldb
             }
-            c[j] = s0
-            if rows > 1 { c[ldc + j] = s1 }
-            if rows > 2 { c[2 * ldc + j] = s2 }
-            if rows > 3 { c[3 * ldc + j] = s3 }
+            put(s0, c + j)
+            if rows > 1 { put(s1, c + ldc + j) }
+            if rows > 2 { put(s2, c + 2 * ldc + j) }
+            if rows > 3 { put(s3, c + 3 * ldc + j) }
             j += 1
         }
     }

@@ -65,12 +65,15 @@ final class KernelPlanTests: XCTestCase {
 
     /// Skinny matmuls (one side at most 8): every form the own kernels take, short sides 1-8
     /// (one and two row blocks), long sides with whole tiles, a partial tile and single columns,
-    /// reductions shorter and longer than a vector; each candidate against the reference.
+    /// reductions shorter and longer than a vector, and long reductions split over the cores;
+    /// each candidate against the reference.
     func testEverySkinnyMatmulCandidateMatchesTheReference() throws {
         var tried: Set<String> = []
         // (transA, transB, m, n, k)
         let products: [(Bool, Bool, Int, Int, Int)] = [
             (false, false, 4, 128, 300), (false, false, 1, 77, 230), (false, false, 8, 200, 64), (false, false, 6, 133, 129),
+            // Split along k (few column tiles, k >= 4096): chunks of unequal length, two row blocks, narrow columns.
+            (false, false, 4, 128, 5000), (false, false, 7, 77, 4100), (false, false, 2, 20, 9000),
             (false, true, 4, 300, 128), (false, true, 3, 257, 37), (false, true, 8, 90, 200), (false, true, 5, 600, 9),
             (true, false, 300, 128, 4), (true, false, 513, 37, 1), (true, false, 100, 70, 8), (true, false, 64, 200, 3),
         ]
