@@ -39,6 +39,7 @@ let package = Package(
         // built for AVX-512 and chosen at run time where the CPU has it (VectorISA).
         // Thread placement for the kernels' pool (GNU extensions, not in Swift's Glibc module).
         .target(name: "CThreadAffinity"),
+        .target(name: "CPNGReduce", linkerSettings: [.linkedLibrary("png16")]),
         .target(name: "FastKernelSupport", dependencies: ["CThreadAffinity"]),
         .target(name: "FastKernels", dependencies: ["FastKernelSupport"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked", "-Xcc", "-mavx2", "-Xcc", "-mfma"]), .swiftLanguageMode(.v5)]),
@@ -48,7 +49,7 @@ let package = Package(
         // Elementwise kernels compiled at run time with LLVM 14's ORC JIT.
         .target(name: "GraphJIT", dependencies: ["GraphIR", "CLLVM"], swiftSettings: llvmInclude),
         .target(name: "GraphRuntime", dependencies: ["GraphIR", "GraphKernels", "GraphPasses", "FastKernelSupport", "FastKernels", "FastKernelsAVX512", "GraphJIT", "CBLAS"]),
-        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphPasses", "GraphRuntime", "FastKernelSupport", "CPNG", "CTurboJPEG", "CZlib"]),
+        .target(name: "StegaStamp", dependencies: ["GraphIR", "GraphAutodiff", "GraphKernels", "GraphPasses", "GraphRuntime", "FastKernelSupport", "CPNG", "CPNGReduce", "CTurboJPEG", "CZlib"]),
         .executableTarget(
             name: "stegastamp",
             dependencies: [

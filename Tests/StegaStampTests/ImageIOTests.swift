@@ -19,6 +19,62 @@ final class ImageIOTests: XCTestCase {
         }
     }
 
+    /// Means of f x f blocks (partial ones at the right and bottom), rounded half up.
+    func blockMeans(_ img: RGBImage, _ f: Int) -> RGBImage {
+        let (ow, oh) = ((img.width + f - 1) / f, (img.height + f - 1) / f)
+        var out = [UInt8](repeating: 0, count: ow * oh * 3)
+        let bytes = img.bytes
+        for by in 0..<oh {
+            for bx in 0..<ow {
+                for c in 0..<3 {
+                    var sum = 0, n = 0
+                    for y in (by * f)..<min(img.height, by * f + f) {
+                        for x in (bx * f)..<min(img.width, bx * f + f) { sum += Int(bytes[(y * img.width + x) * 3 + c]); n += 1 }
+                    }
+                    out[(by * ow + bx) * 3 + c] = UInt8((sum + n / 2) / n)
+                }
+            }
+        }
+        return RGBImage(width: ow, height: oh, bytes: out)
+    }
+
+    /// A decoder's read of a PNG (`read(path:minimumShortSide:)`): grey and RGB, 1 to 16 bits, row
+    /// by row into block means equal to those of the whole image; alpha, transparency and
+    /// palettes decode whole (as libpng's simplified API converts them); corrupt files still fail.
+    func testReducedPNGReadsAreTheBlockMeansOfTheWholeImage() throws {
+        var reduced: Set<String> = []
+        for file in ["gray1.png", "gray16.png", "gray8.png", "graya8.png", "palette4.png", "palette8.png", "palette_trns.png", "rgb16.png",
+                     "rgb8.png", "rgba16.png", "rgba8.png"] {
+            let path = dir.appendingPathComponent(file).path
+            let whole = try ImageIO.read(path: path)
+            let r = try ImageIO.read(path: path, minimumShortSide: 1)
+            XCTAssertEqual([r.width, r.height], [whole.width, whole.height], file)
+            if r.image.width == whole.width {
+                XCTAssertEqual(r.image.bytes, whole.bytes, file)
+            } else {
+                XCTAssertEqual(r.image.bytes, blockMeans(whole, 2).bytes, file)  // 4x3: factor 2, partial blocks
+                reduced.insert(file)
+            }
+        }
+        XCTAssertEqual(reduced, ["gray1.png", "gray16.png", "gray8.png", "rgb16.png", "rgb8.png"])
+        // A photo-sized image: factors 8, 4 and 2 as the short side allows, and none for a small one.
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("reduced-\(getpid()).png")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let img = RGBImage(SyntheticImages.batch(count: 1, height: 151, width: 203, seed: 9))
+        try ImageIO.write(img, path: tmp.path)
+        for (minimum, factor) in [(18, 8), (20, 4), (60, 2), (100, 1)] {
+            let r = try ImageIO.read(path: tmp.path, minimumShortSide: minimum)
+            XCTAssertEqual([r.width, r.height], [203, 151])
+            XCTAssertEqual(r.image.bytes, factor == 1 ? img.bytes : blockMeans(img, factor).bytes, "factor \(factor)")
+            XCTAssertGreaterThanOrEqual(min(r.image.width, r.image.height), minimum)
+        }
+        for (file, message) in [("truncated.png", "PNG"), ("badcrc.png", "PNG"), ("garbage.png", "PNG")] {
+            XCTAssertThrowsError(try ImageIO.read(path: dir.appendingPathComponent(file).path, minimumShortSide: 1), file) { e in
+                XCTAssertTrue("\(e)".contains(message) && "\(e)".contains(file), "\(e)")
+            }
+        }
+    }
+
     func testBrokenFilesGiveErrors() {
         for (file, message) in [("truncated.png", "PNG"), ("badcrc.png", "PNG"), ("garbage.png", "PNG"), ("not_an_image.png", "not a PNG or JPEG")] {
             XCTAssertThrowsError(try ImageIO.read(path: dir.appendingPathComponent(file).path), file) { e in

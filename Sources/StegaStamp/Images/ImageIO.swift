@@ -1,4 +1,5 @@
 import CPNG
+import CPNGReduce
 import CTurboJPEG
 import Foundation
 
@@ -22,14 +23,46 @@ public enum ImageIO {
 
     /// Reads a photo that is only needed with its short side at least `minimumShortSide` (a
     /// decoder's input): JPEGs decode at the smallest of libjpeg-turbo's DCT scales (1/8 ... 1)
-    /// that keeps it, several times faster for large photos; PNGs decode whole. Also returns the
-    /// photo's full size.
+    /// that keeps it, several times faster for large photos; PNGs row by row into the means of
+    /// 2x2, 4x4 or 8x8 blocks likewise (`decodePNGReduced`), or whole where that does not apply.
+    /// Also returns the photo's full size.
     public static func read(path: String, minimumShortSide: Int) throws -> (image: RGBImage, width: Int, height: Int) {
         guard let data = FileManager.default.contents(atPath: path) else { throw ImageError(path, "cannot read file") }
         let bytes = [UInt8](data)
-        if format(of: bytes) == .jpeg { return try decodeJPEG(bytes, path: path, minimumShortSide: minimumShortSide) }
+        switch format(of: bytes) {
+        case .jpeg: return try decodeJPEG(bytes, path: path, minimumShortSide: minimumShortSide)
+        case .png:
+            if let reduced = try decodePNGReduced(bytes, path: path, minimumShortSide: minimumShortSide) { return reduced }
+        case nil: break
+        }
         let img = try decode(bytes, path: path)
         return (img, img.width, img.height)
+    }
+
+    /// A PNG read row by row into the means of f x f blocks, f the largest of 8, 4, 2 that keeps
+    /// the short side at least `minimumShortSide` (the whole image is never held; for a 20-megapixel
+    /// photo most of the time is zlib's). Nil where no reduction keeps it or the row path does not
+    /// apply (alpha, transparency, palette, interlacing, a tagged colour space or a gamma other than
+    /// sRGB's: those decode whole, through libpng's simplified API, which converts them).
+    static func decodePNGReduced(_ data: [UInt8], path: String?, minimumShortSide: Int) throws -> (image: RGBImage, width: Int, height: Int)? {
+        var w: UInt32 = 0, h: UInt32 = 0
+        var message = [CChar](repeating: 0, count: 256)
+        func call(_ factor: Int, _ out: UnsafeMutablePointer<UInt8>?) -> Int32 {
+            data.withUnsafeBufferPointer { stegastamp_png_read_reduced($0.baseAddress, $0.count, Int32(factor), out, &w, &h, &message) }
+        }
+        func failure() -> ImageError {
+            ImageError(path, "corrupt or truncated PNG: \(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
+        }
+        let header = call(1, nil)
+        if header < 0 { throw failure() }
+        guard header == 0, w > 0, h > 0, Int(w) * Int(h) <= maxPixels,
+              let f = [8, 4, 2].first(where: { Int(min(w, h)) / $0 >= minimumShortSide }) else { return nil }
+        let (ow, oh) = ((Int(w) + f - 1) / f, (Int(h) + f - 1) / f)
+        var buffer = [UInt8](repeating: 0, count: ow * oh * 3)
+        let r = buffer.withUnsafeMutableBufferPointer { call(f, $0.baseAddress) }
+        if r < 0 { throw failure() }
+        guard r == 0 else { return nil }
+        return (RGBImage(width: ow, height: oh, bytes: buffer), Int(w), Int(h))
     }
 
     public static func decode(_ data: [UInt8], path: String? = nil) throws -> RGBImage {
