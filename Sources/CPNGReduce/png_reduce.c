@@ -32,10 +32,10 @@ int stegastamp_png_read_reduced(const unsigned char *data, size_t size, int fact
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, on_error, on_warning);
     if (!png) { strcpy(message, "cannot initialise libpng"); return -1; }
     png_infop info = png_create_info_struct(png);
-    unsigned char *row = NULL;
-    unsigned *sums = NULL;
-    // volatile: read after a longjmp.
-    volatile int status = 0;
+    // volatile: set after setjmp and read after a longjmp (freed there).
+    unsigned char *volatile row = NULL;
+    unsigned *volatile sums = NULL;
+    int status = 0;
     if (!info) { png_destroy_read_struct(&png, NULL, NULL); strcpy(message, "cannot initialise libpng"); return -1; }
     if (setjmp(png_jmpbuf(png))) {
         free(row);
@@ -66,11 +66,13 @@ int stegastamp_png_read_reduced(const unsigned char *data, size_t size, int fact
         row = malloc((size_t)w * 3);
         sums = calloc(ow * 3, sizeof(unsigned));
         if (!row || !sums) png_error(png, "out of memory");
+        unsigned char *line = row;  // plain copies for the loops (the volatile ones are for the error path)
+        unsigned *acc = sums;
         for (png_uint_32 y = 0; y < h; y++) {
-            png_read_row(png, row, NULL);
+            png_read_row(png, line, NULL);
             for (png_uint_32 x = 0; x < w; x++) {
-                unsigned *s = sums + (x / factor) * 3;
-                s[0] += row[x * 3]; s[1] += row[x * 3 + 1]; s[2] += row[x * 3 + 2];
+                unsigned *s = acc + (x / factor) * 3;
+                s[0] += line[x * 3]; s[1] += line[x * 3 + 1]; s[2] += line[x * 3 + 2];
             }
             if ((y + 1) % factor == 0 || y + 1 == h) {
                 unsigned rows = y % factor + 1;
@@ -78,9 +80,9 @@ int stegastamp_png_read_reduced(const unsigned char *data, size_t size, int fact
                 for (size_t i = 0; i < ow; i++) {
                     unsigned cols = (i + 1) * factor <= w ? factor : w - i * factor;
                     unsigned n = rows * cols;
-                    for (int c = 0; c < 3; c++) o[i * 3 + c] = (unsigned char)((sums[i * 3 + c] + n / 2) / n);
+                    for (int c = 0; c < 3; c++) o[i * 3 + c] = (unsigned char)((acc[i * 3 + c] + n / 2) / n);
                 }
-                memset(sums, 0, ow * 3 * sizeof(unsigned));
+                memset(acc, 0, ow * 3 * sizeof(unsigned));
             }
         }
         png_read_end(png, NULL);
