@@ -91,13 +91,17 @@ final class ArenaProgram: BackendProgram, @unchecked Sendable {
         // The kernel plan: every choice made here, once.
         let tuner = options.tuningCache.map { KernelTuner.shared(path: $0) }
         let planner = ConvolutionPlanner(options: options, tuner: tuner)
-        var hits = 0, measured = 0, tunedSteps = Set<Int>()
+        var hits = 0, measured = 0, busy = 0, busyLoad = 0.0, tunedSteps = Set<Int>()
         let t0 = DispatchTime.now().uptimeNanoseconds
         let conv: (Step) -> ConvKernel = { s in
             let (k, outcome) = planner.choose(s)
             // A fused step may ask twice (as a fused convolution, then as its contraction): counted once.
             if let outcome, tunedSteps.insert(s.value).inserted {
-                if outcome == .hit { hits += 1 } else { measured += 1 }
+                switch outcome {
+                case .hit: hits += 1
+                case .measured: measured += 1
+                case .busy(let load): busy += 1; busyLoad = max(busyLoad, load)
+                }
             }
             return k
         }
@@ -110,13 +114,14 @@ final class ArenaProgram: BackendProgram, @unchecked Sendable {
         }
         self.kernels = kernels
         self.bodies = bodies
-        if let tuner, hits + measured > 0 {
+        if let tuner, hits + measured + busy > 0 {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            var line = "\(graph.name): \(hits + measured) tuned steps (convolutions, skinny matmuls), \(hits) from \(tuner.path)"
-            if measured > 0 {
-                line += ", \(measured) measured (\(tuner.missReason()))"
-                tuner.save()
+            var line = "\(graph.name): \(hits + measured + busy) tuned steps (convolutions, skinny matmuls), \(hits) from \(tuner.path)"
+            if measured + busy > 0 { line += ", \(measured + busy) measured (\(tuner.missReason()))" }
+            if busy > 0 {
+                line += String(format: "; %d of them while other processes kept %.0f %% of the cores busy: kept for this process only, not cached", busy, 100 * busyLoad)
             }
+            if measured > 0 { tuner.save() }
             KernelTuner.log(line + String(format: ", %.2f s", seconds))
         }
     }

@@ -135,7 +135,7 @@ struct ConvolutionPlanner {
         guard let tuner, Shape.count(s.shape) > 0 else { return (h, nil) }
         let candidates = Self.candidates(s, heuristic: h)
         if candidates.count < 2 { return (h, nil) }
-        return tuner.choose(s, candidates: candidates)
+        return tuner.choose(s, candidates: candidates, loadLimit: options.tuningLoadLimit)
     }
 }
 

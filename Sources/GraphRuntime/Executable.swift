@@ -43,6 +43,9 @@ public struct CompileOptions: Equatable, Sendable {
     /// `cpu` backend: the tuning cache (see `KernelTuner`) where convolution kernels are chosen by
     /// timing the candidates on this machine; nil: the heuristics of `convolution` choose.
     public var tuningCache: String?
+    /// `cpu` backend, tuning: choices measured while other processes keep more than this share
+    /// of the cores busy are used but not written to the cache (1: always written).
+    public var tuningLoadLimit: Double = KernelTuner.defaultLoadLimit
     /// `cpu` backend: a folder where the JIT keeps the machine code of its modules by a hash of
     /// their IR (see `JITModule`); nil: compiled every time.
     public var compileCache: String?

@@ -20,8 +20,22 @@ public final class KernelTuner: @unchecked Sendable {
         FileHandle.standardError.write(Data(("kernel tuning: " + line + "\n").utf8))
     }
 
+    /// The share of the machine's cores that other processes kept busy over a short window
+    /// (nil: unknown). Measured before timing: a loaded machine slows the candidates unevenly
+    /// (a two-thread kernel waits for a core, a one-thread one does not), and a choice made then
+    /// would be kept for every later compile of this build. Replaceable by tests.
+    nonisolated(unsafe) public static var loadProbe: @Sendable () -> Double? = { otherProcessesLoad(seconds: 0.1) }
+
+    /// Above this share of the cores busy elsewhere, choices are measured but not cached
+    /// (a training run on both cores reads 1; a quiet machine 0-0.05).
+    public static let defaultLoadLimit = 0.25
+
     public let path: String
     private var entries: [String: Entry] = [:]
+    /// Choices measured on a busy machine: used by this process, never written to the file.
+    private var transient: [String: Entry] = [:]
+    /// The last load probe: when (uptime ns) and what it read.
+    private var probed: (at: UInt64, share: Double?)?
     /// Why the file gave nothing (shown with the first miss): missing, unreadable, or nil.
     private var loadProblem: String?
     private let lock = NSLock()
@@ -107,15 +121,19 @@ public final class KernelTuner: @unchecked Sendable {
     }
 
     /// The outcome of one choice, for the compile's log line.
-    enum Outcome { case hit, measured }
+    /// `busy`: measured while other processes used that share of the cores, kept for this
+    /// process only.
+    enum Outcome: Equatable { case hit, measured, busy(Double) }
 
-    /// The fastest of `candidates` for the step: from the cache, or measured now and stored.
-    func choose(_ s: Step, candidates: [ConvKernel]) -> (ConvKernel, Outcome) {
+    /// The fastest of `candidates` for the step: from the cache, or measured now and stored
+    /// (in the file only when the machine was quiet enough to trust the times).
+    func choose(_ s: Step, candidates: [ConvKernel], loadLimit: Double = defaultLoadLimit) -> (ConvKernel, Outcome) {
         let key = Self.key(s)
         lock.lock()
-        let cached = entries[key]
+        let cached = entries[key] ?? transient[key]
         lock.unlock()
         if let cached, let k = ConvKernel(key: cached.kernel), candidates.contains(k) { return (k, .hit) }
+        let load = loadLimit < 1 ? currentLoad() : nil
         var times: [String: Double] = [:]
         var best = candidates[0], bestTime = Double.infinity
         for c in candidates {
@@ -124,9 +142,53 @@ public final class KernelTuner: @unchecked Sendable {
             if t < bestTime { (best, bestTime) = (c, t) }
         }
         lock.lock()
+        defer { lock.unlock() }
+        if let load, load > loadLimit {
+            transient[key] = Entry(kernel: best.key, ms: times)
+            return (best, .busy(load))
+        }
         entries[key] = Entry(kernel: best.key, ms: times)
-        lock.unlock()
         return (best, .measured)
+    }
+
+    /// The load probe's reading, taken at most once a second (a compile measures many steps).
+    private func currentLoad() -> Double? {
+        let now = DispatchTime.now().uptimeNanoseconds
+        lock.lock()
+        if let p = probed, now - p.at < 1_000_000_000 { lock.unlock(); return p.share }
+        lock.unlock()
+        let share = Self.loadProbe()
+        lock.lock()
+        probed = (DispatchTime.now().uptimeNanoseconds, share)
+        lock.unlock()
+        return share
+    }
+
+    /// The share of all cores that processes other than this one kept busy during `seconds`
+    /// (from /proc/stat's and /proc/self/stat's tick counters; nil where they cannot be read).
+    public static func otherProcessesLoad(seconds: Double) -> Double? {
+        func systemTicks() -> (busy: Double, total: Double)? {
+            guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+                  let line = text.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
+            let f = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+            guard f.count >= 5 else { return nil }
+            // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+            let total = f.prefix(8).reduce(0, +)
+            return (total - f[3] - f[4], total)
+        }
+        func ownTicks() -> Double? {
+            // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+            guard let text = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+                  let close = text.lastIndex(of: ")") else { return nil }
+            let f = text[text.index(after: close)...].split(separator: " ")
+            guard f.count > 12, let u = Double(f[11]), let s = Double(f[12]) else { return nil }
+            return u + s
+        }
+        guard let s0 = systemTicks(), let o0 = ownTicks() else { return nil }
+        usleep(UInt32(seconds * 1e6))
+        guard let s1 = systemTicks(), let o1 = ownTicks(), s1.total > s0.total else { return nil }
+        let other = (s1.busy - s0.busy) - (o1 - o0)
+        return min(max(other / (s1.total - s0.total), 0), 1)
     }
 
     /// Why this compile measured rather than read (the first time per process).

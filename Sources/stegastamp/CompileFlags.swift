@@ -11,6 +11,8 @@ struct CompileFlags: ParsableArguments {
     @Flag(help: "cpu backend: choose convolution kernels by the built-in rules instead of timing the candidates on this machine.")
     var noTune = false
     @Option(help: "cpu backend: the tuning cache (default ~/.cache/stegastamp/tuning.json).") var tuningCache: String?
+    @Option(help: "cpu backend: while other processes keep more than this share of the cores busy, tuning choices are used but not cached (0-1; 1: always cached).")
+    var tuningLoadLimit: Double = KernelTuner.defaultLoadLimit
     @Flag(help: "cpu backend: JIT-compile every time instead of loading machine code kept from an earlier compile (~/.cache/stegastamp/jit).")
     var noCompileCache = false
     @Option(help: "cpu backend, with --no-tune: winograd, direct or gemm (default winograd, or $STEGASTAMP_CONV).")
@@ -19,6 +21,7 @@ struct CompileFlags: ParsableArguments {
     var isa: VectorISA?
 
     func validate() throws {
+        guard tuningLoadLimit >= 0, tuningLoadLimit <= 1 else { throw ValidationError("--tuning-load-limit \(tuningLoadLimit): give a share of the cores between 0 and 1") }
         if let isa, !isa.isAvailable { throw ValidationError("--isa \(isa.rawValue): this CPU cannot run it (it has \(VectorISA.available.map(\.rawValue).joined(separator: ", ")))") }
     }
 
@@ -30,9 +33,11 @@ struct CompileFlags: ParsableArguments {
         // An explicit algorithm (flag or environment) is a request: the tuner does not override it.
         let explicit = self.conv != nil || env["STEGASTAMP_CONV"] != nil || self.isa != nil || env["STEGASTAMP_ISA"] != nil
         let tuned = tune && !noTune && !explicit && backend == .cpu
-        return CompileOptions(backend: backend, convolution: conv, jit: !noJit && env["STEGASTAMP_JIT"] != "0", vectorISA: isa,
-                              tuningCache: tuned ? (tuningCache ?? KernelTuner.defaultPath) : nil,
-                              compileCache: noCompileCache || backend != .cpu ? nil : Self.defaultCompileCache)
+        var options = CompileOptions(backend: backend, convolution: conv, jit: !noJit && env["STEGASTAMP_JIT"] != "0", vectorISA: isa,
+                                     tuningCache: tuned ? (tuningCache ?? KernelTuner.defaultPath) : nil,
+                                     compileCache: noCompileCache || backend != .cpu ? nil : Self.defaultCompileCache)
+        options.tuningLoadLimit = tuningLoadLimit
+        return options
     }
 }
 

@@ -240,6 +240,10 @@ final class KernelPlanTests: XCTestCase {
         let saved = KernelTuner.log
         KernelTuner.log = { lines.append($0) }
         defer { KernelTuner.log = saved }
+        // A quiet machine, whatever else runs beside the tests (the busy case has its own test).
+        let probe = KernelTuner.loadProbe
+        KernelTuner.loadProbe = { 0 }
+        defer { KernelTuner.loadProbe = probe }
 
         let ref = try evaluate(g, feeds, backend: .interpreter)
         let options = CompileOptions(tuningCache: path)
@@ -283,9 +287,10 @@ final class KernelPlanTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuning-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("tuning.json").path
-        let saved = KernelTuner.log
+        let saved = KernelTuner.log, probe = KernelTuner.loadProbe
         KernelTuner.log = { _ in }
-        defer { KernelTuner.log = saved }
+        KernelTuner.loadProbe = { 0 }
+        defer { (KernelTuner.log, KernelTuner.loadProbe) = (saved, probe) }
         let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(tuningCache: path))
         let prologueSteps = exe.kernelPlan.filter { $0.op.contains("upsample") || $0.op.contains("concat") }
         XCTAssertEqual(prologueSteps.count, 2, "\(exe.kernelPlan.map { "\($0.op): \($0.kernel)" })")
@@ -296,5 +301,65 @@ final class KernelPlanTests: XCTestCase {
         XCTAssertTrue(keys.contains { $0.contains("fused[concat") }, "\(keys)")
         let ref = try evaluate(g, feeds, backend: .interpreter)
         XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref["y"]!).max, 1e-5)
+    }
+
+    /// Times taken while other processes hold the cores are not trusted beyond this process: the
+    /// choices are used, logged as such and kept out of the file; a limit of 1 caches them anyway.
+    func testChoicesMeasuredOnABusyMachineAreNotCached() throws {
+        let (g, feeds) = try network()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuning-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("tuning.json").path
+        nonisolated(unsafe) var lines: [String] = []
+        let saved = KernelTuner.log, probe = KernelTuner.loadProbe
+        KernelTuner.log = { lines.append($0) }
+        KernelTuner.loadProbe = { 0.9 }
+        defer { (KernelTuner.log, KernelTuner.loadProbe) = (saved, probe); KernelTuner.forget(path: path) }
+        func entries() throws -> [String: Any] {
+            guard FileManager.default.fileExists(atPath: path) else { return [:] }
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+            return json?["entries"] as? [String: Any] ?? [:]
+        }
+        let ref = try evaluate(g, feeds, backend: .interpreter)
+        let busy = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(tuningCache: path))
+        XCTAssertTrue(busy.kernelPlan.contains { $0.tuned })
+        XCTAssertLessThan(relativeErrors(try busy.run(feeds)["y"]!, ref["y"]!).max, 1e-5)
+        XCTAssertTrue(lines.last?.contains("90 % of the cores busy: kept for this process only") ?? false, "\(lines)")
+        XCTAssertTrue(try entries().isEmpty, "nothing measured on a busy machine is written")
+        // The same process reuses its own choices without measuring again.
+        lines.removeAll()
+        let again = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(tuningCache: path))
+        XCTAssertFalse(lines.last?.contains("measured") ?? true, "\(lines)")
+        XCTAssertEqual(again.kernelPlan.map(\.kernel), busy.kernelPlan.map(\.kernel))
+        // A new process on a quiet machine measures and writes them.
+        KernelTuner.forget(path: path)
+        KernelTuner.loadProbe = { 0.1 }
+        _ = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(tuningCache: path))
+        XCTAssertFalse(try entries().isEmpty)
+        // With the limit at 1, even a busy machine's choices are written.
+        try FileManager.default.removeItem(atPath: path)
+        KernelTuner.forget(path: path)
+        KernelTuner.loadProbe = { 0.9 }
+        var options = CompileOptions(tuningCache: path)
+        options.tuningLoadLimit = 1
+        _ = try Compiler.compile(g, for: Signature.of(g), options: options)
+        XCTAssertFalse(try entries().isEmpty)
+    }
+
+    /// The probe sees other processes' work: one spinning shell per core reads as a busy machine.
+    func testTheLoadProbeSeesOtherProcesses() throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let spinners = try (0..<cores).map { _ -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "while :; do :; done"]
+            try p.run()
+            return p
+        }
+        defer { for p in spinners { p.terminate(); p.waitUntilExit() } }
+        usleep(100_000)
+        let load = try XCTUnwrap(KernelTuner.otherProcessesLoad(seconds: 0.3))
+        XCTAssertGreaterThan(load, 0.5, "\(cores) spinning processes on \(cores) cores")
+        XCTAssertLessThanOrEqual(load, 1)
     }
 }

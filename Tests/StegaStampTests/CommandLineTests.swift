@@ -345,7 +345,8 @@ final class CommandLineTests: XCTestCase {
     func testKernelPlanAndTuningCacheThroughTheCLI() throws {
         let graph = repositoryRoot.appendingPathComponent("Graphs/s64_decoder.graph").path
         let cache = tmp.appendingPathComponent("tuning.json").path, objects = tmp.appendingPathComponent(".cache/stegastamp/jit").path
-        let first = try run(["graph", "plan", "--kernels", graph, "--tuning-cache", cache], expect: 0, environment: ["HOME": tmp.path])
+        // --tuning-load-limit 1: cached even if something else keeps the machine busy meanwhile.
+        let first = try run(["graph", "plan", "--kernels", graph, "--tuning-cache", cache, "--tuning-load-limit", "1"], expect: 0, environment: ["HOME": tmp.path])
         XCTAssertTrue(first.err.contains("measured (no cache file yet)"), first.err)
         XCTAssertTrue(first.out.contains("winograd") || first.out.contains("direct") || first.out.contains("im2col"), first.out)
         let steps = first.out.split(separator: "\n").filter { $0.hasPrefix(" ") }
@@ -361,6 +362,8 @@ final class CommandLineTests: XCTestCase {
         XCTAssertFalse(rules.err.contains("kernel tuning"), rules.err)
         let bad = try run(["graph", "plan", "--kernels", graph, "--conv", "fft"], expect: 64)
         XCTAssertTrue(bad.err.contains("--conv"), bad.err)
+        let limit = try run(["graph", "plan", "--kernels", graph, "--tuning-load-limit", "2"], expect: 64)
+        XCTAssertTrue(limit.err.contains("--tuning-load-limit 2.0: give a share of the cores between 0 and 1"), limit.err)
     }
 
     /// `mpirun -np 2 stegastamp train`: 2 ranks with a global batch of 8 log the losses of one
