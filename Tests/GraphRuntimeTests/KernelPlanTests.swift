@@ -122,17 +122,10 @@ final class KernelPlanTests: XCTestCase {
             let up = [source[0], source[1] * factors[0], source[2] * factors[1], source[3]]
             let ys = try Op.conv2d(c).resultShape([up, ks])
             let x = randomTensor(source, seed: 21), k = randomTensor(ks, seed: 22), bias = randomTensor([ks[3]], seed: 23)
-            for epilogue in [false, true] {
-                let b = GraphBuilder(name: "body")
+            for (body, operands) in try withAndWithoutBiasReLU([x, k], bias: bias, { b in
                 let xi = b.input("x", source), ki = b.input("k", ks)
-                var y = b.conv2d(b.apply(.upsampleNearest(factors: factors), [xi]), ki, strides: [1, 1], padding: padding)
-                var operands = [x, k]
-                if epilogue {
-                    y = b.relu(b.add(y, b.input("bias", [ks[3]])))
-                    operands.append(bias)
-                }
-                b.output("result", y)
-                let body = try b.finish()
+                return b.conv2d(b.apply(.upsampleNearest(factors: factors), [xi]), ki, strides: [1, 1], padding: padding)
+            }) {
                 try checkEveryCandidate(body, operands, convolution: c, image: up, kernel: ks, output: ys, &labels,
                                         "\(source) x\(factors) \(ks) \(padding)")
             }
@@ -140,6 +133,18 @@ final class KernelPlanTests: XCTestCase {
         for isa in VectorISA.available { XCTAssertTrue(labels.contains("direct \(isa.rawValue) by phases"), "\(labels)") }
         XCTAssertTrue(labels.contains("upsample + im2col+sgemm"), "\(labels)")
         XCTAssertTrue(labels.contains { $0.hasPrefix("upsample + direct") }, "narrow phases: \(labels)")
+    }
+
+    /// The body `build` makes (its inputs in the order of `operands`), alone and under the fused
+    /// output kernels' bias + ReLU tail, each with its operands.
+    func withAndWithoutBiasReLU(_ operands: [Tensor], bias: Tensor, _ build: (GraphBuilder) -> ValueID) throws -> [(Graph, [Tensor])] {
+        try [false, true].map { epilogue in
+            let b = GraphBuilder(name: "body")
+            var y = build(b)
+            if epilogue { y = b.relu(b.add(y, b.input("bias", bias.shape))) }
+            b.output("result", y)
+            return (try b.finish(), epilogue ? operands + [bias] : operands)
+        }
     }
 
     /// A fused convolution body under every candidate of its full-size convolution against the
@@ -178,18 +183,10 @@ final class KernelPlanTests: XCTestCase {
             let ys = try Op.conv2d(c).resultShape([image, ks])
             let parts = channels.enumerated().map { randomTensor(hw + [$0.element], seed: 30 + UInt64($0.offset)) }
             let k = randomTensor(ks, seed: 40), bias = randomTensor([ks[3]], seed: 41)
-            for epilogue in [false, true] {
-                let b = GraphBuilder(name: "body")
+            for (body, operands) in try withAndWithoutBiasReLU(parts + [k], bias: bias, { b in
                 let xs = parts.enumerated().map { b.input("x\($0.offset)", $0.element.shape) }
-                let ki = b.input("k", ks)
-                var y = b.apply(.conv2d(c), [b.concat(xs, axis: 3), ki])
-                var operands = parts + [k]
-                if epilogue {
-                    y = b.relu(b.add(y, b.input("bias", [ks[3]])))
-                    operands.append(bias)
-                }
-                b.output("result", y)
-                let body = try b.finish()
+                return b.apply(.conv2d(c), [b.concat(xs, axis: 3), b.input("k", ks)])
+            }) {
                 try checkEveryCandidate(body, operands, convolution: c, image: image, kernel: ks, output: ys, &labels,
                                         "\(channels) \(hw) \(kernel) \(strides)")
             }
