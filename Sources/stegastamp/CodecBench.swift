@@ -34,7 +34,7 @@ struct CodecBench: ParsableCommand {
         let residual = try time("encoder network (incl. resize)") { try m.residuals([cover], bits: bits)[0] }
         let encoded = time("add residual (upsample, strength, clamp)") { Embedding.apply(residual.pixels, to: cover, strength: m.defaultStrength) }
         _ = time("PSNR") { Quality.psnr(encoded, cover) }
-        _ = time("float -> 8-bit") { encoded.bytes }
+        _ = time("float -> 8-bit") { encoded.eightBitSamples() }
         let jpeg = try time("JPEG q95 encode") { try ImageIO.encodeJPEG(encoded, quality: 95) }
         let png = try time("PNG encode") { try ImageIO.encodePNG(encoded) }
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bench-codec-\(getpid()).jpg").path

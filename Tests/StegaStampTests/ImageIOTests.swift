@@ -15,7 +15,7 @@ final class ImageIOTests: XCTestCase {
             let img = try ImageIO.read(path: dir.appendingPathComponent(file).path)
             XCTAssertEqual(img.width, json["width"] as! Int, file)
             XCTAssertEqual(img.height, json["height"] as! Int, file)
-            XCTAssertEqual(img.bytes.map(Int.init), pixels.flatMap { $0 }, file)
+            XCTAssertEqual(img.eightBitSamples().map(Int.init), pixels.flatMap { $0 }, file)
         }
     }
 
@@ -23,7 +23,7 @@ final class ImageIOTests: XCTestCase {
     func blockMeans(_ img: RGBImage, _ f: Int) -> RGBImage {
         let (ow, oh) = ((img.width + f - 1) / f, (img.height + f - 1) / f)
         var out = [UInt8](repeating: 0, count: ow * oh * 3)
-        let bytes = img.bytes
+        let bytes = img.eightBitSamples()
         for by in 0..<oh {
             for bx in 0..<ow {
                 for c in 0..<3 {
@@ -50,9 +50,9 @@ final class ImageIOTests: XCTestCase {
             let r = try ImageIO.read(path: path, minimumShortSide: 1)
             XCTAssertEqual([r.width, r.height], [whole.width, whole.height], file)
             if r.image.width == whole.width {
-                XCTAssertEqual(r.image.bytes, whole.bytes, file)
+                XCTAssertEqual(r.image.eightBitSamples(), whole.eightBitSamples(), file)
             } else {
-                XCTAssertEqual(r.image.bytes, blockMeans(whole, 2).bytes, file)  // 4x3: factor 2, partial blocks
+                XCTAssertEqual(r.image.eightBitSamples(), blockMeans(whole, 2).eightBitSamples(), file)  // 4x3: factor 2, partial blocks
                 reduced.insert(file)
             }
         }
@@ -65,7 +65,7 @@ final class ImageIOTests: XCTestCase {
         for (minimum, factor) in [(18, 8), (20, 4), (60, 2), (100, 1)] {
             let r = try ImageIO.read(path: tmp.path, minimumShortSide: minimum)
             XCTAssertEqual([r.width, r.height], [203, 151])
-            XCTAssertEqual(r.image.bytes, factor == 1 ? img.bytes : blockMeans(img, factor).bytes, "factor \(factor)")
+            XCTAssertEqual(r.image.eightBitSamples(), factor == 1 ? img.eightBitSamples() : blockMeans(img, factor).eightBitSamples(), "factor \(factor)")
             XCTAssertGreaterThanOrEqual(min(r.image.width, r.image.height), minimum)
         }
         for (file, message) in [("truncated.png", "PNG"), ("badcrc.png", "PNG"), ("garbage.png", "PNG")] {
@@ -92,7 +92,7 @@ final class ImageIOTests: XCTestCase {
     func testPNGRoundTripIsExactIn8Bits() throws {
         let img = sample()
         let back = try ImageIO.decode(try ImageIO.encodePNG(img))
-        XCTAssertEqual(back.bytes, img.bytes)
+        XCTAssertEqual(back.eightBitSamples(), img.eightBitSamples())
     }
 
     func testJPEGRoundTripAndQuality() throws {

@@ -112,7 +112,7 @@ public enum ImageIO {
     }
 
     public static func encodePNG(_ img: RGBImage) throws -> [UInt8] {
-        try PNGWriter.encode(width: img.width, height: img.height, rgb: img.bytes)
+        try PNGWriter.encode(width: img.width, height: img.height, rgb: img.eightBitSamples())
     }
 
     static func tjError(_ handle: tjhandle?) -> String {
@@ -159,7 +159,7 @@ public enum ImageIO {
         guard (1...100).contains(quality) else { throw ImageError(nil, "JPEG quality must be in 1...100, got \(quality)") }
         guard let handle = tjInitCompress() else { throw ImageError(nil, "cannot initialise libjpeg-turbo") }
         defer { tjDestroy(handle) }
-        let bytes = img.bytes
+        let bytes = img.eightBitSamples()
         var out: UnsafeMutablePointer<UInt8>? = nil
         var size: UInt = 0
         let r = bytes.withUnsafeBufferPointer {

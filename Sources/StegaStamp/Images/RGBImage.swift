@@ -27,8 +27,9 @@ public struct RGBImage: Equatable, Sendable {
         self.init(width: width, height: height, pixels: px)
     }
 
-    /// 8-bit samples, rounded and clamped.
-    public var bytes: [UInt8] {
+    /// 8-bit samples, rounded and clamped: a conversion of the whole image per call (a method, not
+    /// a property, so that a loop does not call it per pixel by accident).
+    public func eightBitSamples() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: pixels.count)
         Self.chunked(pixels.count) { lo, hi in
             pixels.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
