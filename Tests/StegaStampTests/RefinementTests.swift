@@ -18,7 +18,7 @@ final class RefinementTests: XCTestCase {
         let image = try photo(3)
         let bits = try SecretCodec.standard.encode("Grad")
         var r = Refinement(steps: 1)
-        r.views = 2
+        r.views = 3  // the third view has its contrast and brightness changed (and clipped)
         r.jpeg = false
         let delta = try m.residuals([image], bits: bits)[0].pixels.pixels.map { $0 * 0.3 }
         let cover = m.batchTensor([image])
@@ -80,6 +80,11 @@ final class RefinementTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("views"), "\(e)")
         }
         XCTAssertThrowsError(try m.refine(start, image: image, bits: Array(bits.prefix(10)), strength: 0.3, Refinement(steps: 2)))
+        var garish = Refinement(steps: 2)
+        garish.colour = 1
+        XCTAssertThrowsError(try m.refine(start, image: image, bits: bits, strength: 0.3, garish)) { e in
+            XCTAssertTrue("\(e)".contains("colour"), "\(e)")
+        }
         var harsh = Refinement(steps: 2)
         harsh.severity = 1.5
         XCTAssertThrowsError(try m.refine(start, image: image, bits: bits, strength: 0.3, harsh)) { e in

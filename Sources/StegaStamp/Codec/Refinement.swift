@@ -25,6 +25,11 @@ public struct Refinement: Sendable, Equatable {
     /// Every other view loses a frame of up to this share of each side to white (what the
     /// decoder's zoomed-out views see of a cropped photo).
     public var frame = 0.07
+    /// Every fourth view (the third of each four) has its contrast about mid-grey changed by up to
+    /// this share and its brightness by up to a third of it, clipped to 0...1, before the other
+    /// damage: a brightened photo loses what the residual put into its highlights, which the
+    /// transform net's milder colour shifts rarely clip. 0: off.
+    public var colour: Float = 0.25
     /// The transform net's differentiable JPEG (off only to check the gradient: its rounding
     /// jumps at half a quantisation step, which finite differences cannot follow).
     public var jpeg = true
@@ -48,7 +53,7 @@ public struct Refinement: Sendable, Equatable {
 extension WatermarkModel {
     /// The graph of one refinement step: cover and delta (the residual at its strength) at the
     /// model's size, the secret repeated per view, forward warps [views, 8], the transform net's
-    /// seed; outputs the mean secret loss, the views' bit accuracy and d loss / d delta.
+    /// seed, each view's lost frame, contrast and brightness; outputs the mean secret loss, the views' bit accuracy and d loss / d delta.
     /// Only `damage`'s views, severity, jpeg and blur shape the graph.
     func refinementGraph(_ damage: Refinement) throws -> Graph {
         let k = damage.views
@@ -60,7 +65,9 @@ extension WatermarkModel {
         let secret = b.input("secret", [k, bits]), warps = b.input("warps", [k, 8]), seed = b.input("seed", [])
         let frames = b.input("frames", [k, height, width, 1])
         let encoded = TransformNet.clip(b, b.add(cover, delta), 0, 1)
-        let copies = b.broadcast(encoded, to: [k, height, width, 3])
+        let contrast = b.input("contrast", [k, 1, 1, 1]), brightness = b.input("brightness", [k, 1, 1, 1])
+        let copies = TransformNet.clip(b, b.add(b.mul(b.sub(b.broadcast(encoded, to: [k, height, width, 3]), b.constant(0.5)), contrast),
+                                                b.add(brightness, b.constant(0.5))), 0, 1)
         let ones = b.constant(1, shape: [k, height, width, 3])
         func warp(_ x: ValueID) -> ValueID { b.apply(.projectiveWarp(inverse: false, gradient: .exact), [x, warps]) }
         // White outside the warped photo, as in training.
@@ -94,6 +101,8 @@ extension WatermarkModel {
         var seed: Tensor
         /// 1 inside each view's kept region, 0 in its lost frame.
         var frames: Tensor
+        /// Each view's contrast about mid-grey and brightness shift [views, 1, 1, 1].
+        var contrast: Tensor, brightness: Tensor
         init(_ r: Refinement, size: Int, step: Int) {
             let m = PerspectiveMatrices.random(size: size, displacement: r.warp * Double(size), zoom: r.zoom,
                                                batch: r.views, seed: 0x5EF1_0000 &+ UInt64(step))
@@ -107,6 +116,14 @@ extension WatermarkModel {
                 for y in 0..<size { for x in 0..<size where min(x, y, size - 1 - x, size - 1 - y) < f { mask[(i * size + y) * size + x] = 0 } }
             }
             frames = Tensor(shape: [r.views, size, size, 1], scalars: mask)
+            var c = [Float](repeating: 1, count: r.views), bri = [Float](repeating: 0, count: r.views)
+            for i in stride(from: 2, to: r.views, by: 4) where r.colour > 0 {
+                let u = (0..<2).map { CounterRandom.uniform(seed: 0x5EF1_0000 &+ UInt64(step), key: 0xC010 + UInt64($0), counter: UInt64(i)) }
+                c[i] = 1 + r.colour * (2 * u[0] - 1)
+                bri[i] = r.colour / 3 * (2 * u[1] - 1)
+            }
+            contrast = Tensor(shape: [r.views, 1, 1, 1], scalars: c)
+            brightness = Tensor(shape: [r.views, 1, 1, 1], scalars: bri)
         }
     }
 
@@ -119,7 +136,8 @@ extension WatermarkModel {
         let v = RefinementViews(r, size: height, step: step)
         var store = parameters
         let out = try exe.run(["cover": cover, "delta": Tensor(shape: [1, height, width, 3], scalars: delta), "secret": secret,
-                               "warps": v.warps, "seed": v.seed, "frames": v.frames], parameters: &store, profile: profile)
+                               "warps": v.warps, "seed": v.seed, "frames": v.frames,
+                               "contrast": v.contrast, "brightness": v.brightness], parameters: &store, profile: profile)
         return (out["loss"]!.scalars[0], out["bit_accuracy"]!.scalars[0], out["gradient"]!.scalars)
     }
 
@@ -128,8 +146,8 @@ extension WatermarkModel {
     public func refine(_ residual: Residual, image: RGBImage, bits secretBits: [UInt8], strength: Float,
                        _ r: Refinement) throws -> (residual: Residual, bitAccuracy: Float) {
         guard r.steps > 0 else { return (residual, .nan) }
-        guard r.views >= 1, r.rate > 0, r.warp >= 0, r.zoom >= 0, r.frame >= 0, r.severity >= 0, r.severity <= 1, strength > 0, strength.isFinite else {
-            throw ModelError("refinement needs views >= 1, a positive rate and strength, severity in 0...1, got \(r.views) views, rate \(r.rate), severity \(r.severity), strength \(strength)")
+        guard r.views >= 1, r.rate > 0, r.warp >= 0, r.zoom >= 0, r.frame >= 0, r.severity >= 0, r.severity <= 1, r.colour >= 0, r.colour < 1, strength > 0, strength.isFinite else {
+            throw ModelError("refinement needs views >= 1, a positive rate and strength, severity in 0...1, colour in 0..<1, got \(r.views) views, rate \(r.rate), severity \(r.severity), colour \(r.colour), strength \(strength)")
         }
         guard secretBits.count == bits else { throw ModelError("the model hides \(bits) bits, got \(secretBits.count)") }
         let cover = batchTensor([image])
