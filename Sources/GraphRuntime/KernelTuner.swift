@@ -155,7 +155,7 @@ public final class KernelTuner: @unchecked Sendable {
     private func currentLoad() -> Double? {
         let now = DispatchTime.now().uptimeNanoseconds
         lock.lock()
-        if let p = probed, now - p.at < 1_000_000_000 { lock.unlock(); return p.share }
+        if let p = probed, now < p.at + 1_000_000_000 { lock.unlock(); return p.share }
         lock.unlock()
         let share = Self.loadProbe()
         lock.lock()
