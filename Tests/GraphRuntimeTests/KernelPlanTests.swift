@@ -228,42 +228,57 @@ final class KernelPlanTests: XCTestCase {
         XCTAssertTrue(profile.seconds.keys.contains { $0.contains("[reference]") })
     }
 
+    /// What a tuning test reads back: its cache file's path and the tuner's log lines.
+    final class TuningSandbox: @unchecked Sendable {
+        let path: String
+        var lines: [String] = []
+        init(path: String) { self.path = path }
+    }
+
+    /// A cache path in a fresh temporary folder, the tuner's log captured and its load probe
+    /// reading `load`; all put back (and the folder removed) when the test ends.
+    func tuningSandbox(load: Double?) -> TuningSandbox {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuning-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
+        let sandbox = TuningSandbox(path: dir.appendingPathComponent("tuning.json").path)
+        let (log, probe) = (KernelTuner.log, KernelTuner.loadProbe)
+        KernelTuner.log = { sandbox.lines.append($0) }
+        KernelTuner.loadProbe = { load }
+        addTeardownBlock {
+            (KernelTuner.log, KernelTuner.loadProbe) = (log, probe)
+            KernelTuner.forget(path: sandbox.path)
+            try? FileManager.default.removeItem(at: dir)
+        }
+        return sandbox
+    }
+
     func testTunedExecutablesMatchTheInterpreterAndReadTheCacheBack() throws {
         let (g, feeds) = try network()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuning-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("tuning.json").path
-        nonisolated(unsafe) var lines: [String] = []
-        let saved = KernelTuner.log
-        KernelTuner.log = { lines.append($0) }
-        defer { KernelTuner.log = saved }
         // A quiet machine, whatever else runs beside the tests (the busy case has its own test).
-        let probe = KernelTuner.loadProbe
-        KernelTuner.loadProbe = { 0 }
-        defer { KernelTuner.loadProbe = probe }
+        let sandbox = tuningSandbox(load: 0)
+        let path = sandbox.path
 
         let ref = try evaluate(g, feeds, backend: .interpreter)
         let options = CompileOptions(tuningCache: path)
         let first = try Compiler.compile(g, for: Signature.of(g), options: options)
         XCTAssertTrue(first.kernelPlan.contains { $0.tuned })
         XCTAssertLessThan(relativeErrors(try first.run(feeds)["y"]!, ref["y"]!).max, 1e-5)
-        XCTAssertTrue(lines.last?.contains("measured (no cache file yet)") ?? false, "\(lines)")
+        XCTAssertTrue(sandbox.lines.last?.contains("measured (no cache file yet)") ?? false, "\(sandbox.lines)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: path))
 
         // A new process (a new tuner on the same file) reads every choice back.
         KernelTuner.forget(path: path)
-        lines.removeAll()
+        sandbox.lines.removeAll()
         let second = try Compiler.compile(g, for: Signature.of(g), options: options)
-        XCTAssertTrue(lines.last?.contains("from \(path)") ?? false, "\(lines)")
-        XCTAssertFalse(lines.last?.contains("measured") ?? true, "\(lines)")
+        XCTAssertTrue(sandbox.lines.last?.contains("from \(path)") ?? false, "\(sandbox.lines)")
+        XCTAssertFalse(sandbox.lines.last?.contains("measured") ?? true, "\(sandbox.lines)")
         XCTAssertEqual(second.kernelPlan.map(\.kernel), first.kernelPlan.map(\.kernel))
 
         // A corrupt cache is said so, measured again and rewritten whole.
         try "{ not json".write(toFile: path, atomically: true, encoding: .utf8)
         KernelTuner.forget(path: path)
-        lines.removeAll()
+        sandbox.lines.removeAll()
         let third = try Compiler.compile(g, for: Signature.of(g), options: options)
-        XCTAssertTrue(lines.last?.contains("unreadable") ?? false, "\(lines)")
+        XCTAssertTrue(sandbox.lines.last?.contains("unreadable") ?? false, "\(sandbox.lines)")
         XCTAssertLessThan(relativeErrors(try third.run(feeds)["y"]!, ref["y"]!).max, 1e-5)
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
         XCTAssertEqual((json?["entries"] as? [String: Any])?.isEmpty, false)
@@ -281,13 +296,7 @@ final class KernelPlanTests: XCTestCase {
         let g = try b.finish()
         var feeds: [String: Tensor] = [:]
         for (seed, name) in ["x", "skip", "k1", "b1", "k2", "b2"].enumerated() { feeds[name] = randomTensor(g[g.value(named: name)!].shape, seed: UInt64(40 + seed)) }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuning-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("tuning.json").path
-        let saved = KernelTuner.log, probe = KernelTuner.loadProbe
-        KernelTuner.log = { _ in }
-        KernelTuner.loadProbe = { 0 }
-        defer { (KernelTuner.log, KernelTuner.loadProbe) = (saved, probe) }
+        let path = tuningSandbox(load: 0).path
         let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(tuningCache: path))
         let prologueSteps = exe.kernelPlan.filter { $0.op.contains("upsample") || $0.op.contains("concat") }
         XCTAssertEqual(prologueSteps.count, 2, "\(exe.kernelPlan.map { "\($0.op): \($0.kernel)" })")
@@ -304,14 +313,8 @@ final class KernelPlanTests: XCTestCase {
     /// choices are used, logged as such and kept out of the file; a limit of 1 caches them anyway.
     func testChoicesMeasuredOnABusyMachineAreNotCached() throws {
         let (g, feeds) = try network()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tuning-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("tuning.json").path
-        nonisolated(unsafe) var lines: [String] = []
-        let saved = KernelTuner.log, probe = KernelTuner.loadProbe
-        KernelTuner.log = { lines.append($0) }
-        KernelTuner.loadProbe = { 0.9 }
-        defer { (KernelTuner.log, KernelTuner.loadProbe) = (saved, probe); KernelTuner.forget(path: path) }
+        let sandbox = tuningSandbox(load: 0.9)
+        let path = sandbox.path
         func entries() throws -> [String: Any] {
             guard FileManager.default.fileExists(atPath: path) else { return [:] }
             let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
@@ -321,12 +324,12 @@ final class KernelPlanTests: XCTestCase {
         let busy = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(tuningCache: path))
         XCTAssertTrue(busy.kernelPlan.contains { $0.tuned })
         XCTAssertLessThan(relativeErrors(try busy.run(feeds)["y"]!, ref["y"]!).max, 1e-5)
-        XCTAssertTrue(lines.last?.contains("90 % of the cores busy: kept for this process only") ?? false, "\(lines)")
+        XCTAssertTrue(sandbox.lines.last?.contains("90 % of the cores busy: kept for this process only") ?? false, "\(sandbox.lines)")
         XCTAssertTrue(try entries().isEmpty, "nothing measured on a busy machine is written")
         // The same process reuses its own choices without measuring again.
-        lines.removeAll()
+        sandbox.lines.removeAll()
         let again = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(tuningCache: path))
-        XCTAssertFalse(lines.last?.contains("measured") ?? true, "\(lines)")
+        XCTAssertFalse(sandbox.lines.last?.contains("measured") ?? true, "\(sandbox.lines)")
         XCTAssertEqual(again.kernelPlan.map(\.kernel), busy.kernelPlan.map(\.kernel))
         // A new process on a quiet machine measures and writes them.
         KernelTuner.forget(path: path)

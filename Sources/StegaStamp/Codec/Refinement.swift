@@ -53,7 +53,8 @@ public struct Refinement: Sendable, Equatable {
 extension WatermarkModel {
     /// The graph of one refinement step: cover and delta (the residual at its strength) at the
     /// model's size, the secret repeated per view, forward warps [views, 8], the transform net's
-    /// seed, each view's lost frame, contrast and brightness; outputs the mean secret loss, the views' bit accuracy and d loss / d delta.
+    /// seed, each view's lost frame, contrast and brightness; outputs the mean secret loss, the
+    /// views' bit accuracy and d loss / d delta.
     /// Only `damage`'s views, severity, jpeg and blur shape the graph.
     func refinementGraph(_ damage: Refinement) throws -> Graph {
         let k = damage.views
