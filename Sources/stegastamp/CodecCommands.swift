@@ -41,6 +41,21 @@ enum StrengthSetting: ExpressibleByArgument {
         guard let v = Float(argument), v > 0, v.isFinite else { return nil }
         self = .fixed(v)
     }
+
+    /// How the setting reads in tables and messages.
+    var label: String {
+        switch self {
+        case .fixed(let v): return String(format: "%.3g", v)
+        case .auto: return "auto"
+        }
+    }
+
+    /// `--survive`'s search: damage chains separated by commas.
+    static func search(_ survive: String) throws -> StrengthSearch {
+        do { return StrengthSearch(survive: try Distortion.chains(survive)) } catch { throw CLIError("--survive: \(error)") }
+    }
+
+    static let surviveHelp = "With --strength auto: the damages to survive, chains of eval's damages joined by + and separated by commas, e.g. downscale+jpeg50,perspective (keys: \(Distortion.allCases.map(\.rawValue).joined(separator: ", ")))."
 }
 
 /// Reads the next photo on a background thread while the current one is processed, and writes
@@ -108,7 +123,8 @@ struct EncodeCommand: ParsableCommand {
         discussion: """
             The output keeps each input's resolution; --out is a file for one image, a directory for a directory. \
             Without --model the shipped model (Models/) is used. --strength auto finds, per photo, the lowest strength \
-            at which the message still decodes after the --survive damage (a chain of eval's damages joined by +).
+            at which the message still decodes after each --survive damage (chains of eval's damages joined by +, separated \
+            by commas; each random damage with two seeds; then 15 % more strength as a margin).
             """)
     @Option(help: "Model (exported with `stegastamp export`, or a `stegastamp train` checkpoint); default: the shipped model.") var model: String?
     @Option(help: "Input image (PNG or JPEG) or directory.") var image: String
@@ -116,8 +132,7 @@ struct EncodeCommand: ParsableCommand {
     @Option(help: "Output image (.png, .jpg) or directory.") var out: String
     @Option(help: "Also write the residual, shifted to mid-grey and magnified x10 (file or directory).") var residual: String?
     @Option(help: "Residual strength, or 'auto'; higher is more robust and more visible (default: the model's).") var strength: StrengthSetting?
-    @Option(help: "With --strength auto: the damage to survive, e.g. downscale+jpeg50 (keys: \(Distortion.allCases.map(\.rawValue).joined(separator: ", "))).")
-    var survive = "downscale+jpeg50"
+    @Option(help: ArgumentHelp(stringLiteral: StrengthSetting.surviveHelp)) var survive = "downscale+jpeg50"
     @Option(help: "JPEG quality for .jpg outputs.") var jpegQuality = 95
     @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's): the same PSNR, decoded more robustly; with --strength auto it refines at the model's strength.") var refine: Int?
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
@@ -130,7 +145,7 @@ struct EncodeCommand: ParsableCommand {
         guard (1...100).contains(jpegQuality) else { throw CLIError("--jpeg-quality must be in 1...100, got \(jpegQuality)") }
         let search: StrengthSearch?
         if case .auto = strength {
-            do { search = StrengthSearch(survive: try Distortion.chain(survive)) } catch { throw CLIError("--survive: \(error)") }
+            search = try StrengthSetting.search(survive)
         } else {
             search = nil
         }
@@ -165,7 +180,7 @@ struct EncodeCommand: ParsableCommand {
                 (used, psnr) = (found.strength, Quality.psnr(found.image, photo))
                 photo = found.image
                 note = found.survived ? String(format: ", auto strength %.3f after %d trials", used, found.trials)
-                    : String(format: ", auto strength: did not survive %@ even at %.1f (used that)", survive, used)
+                    : String(format: ", auto strength: did not survive %@ at any strength up to %.1f (used %.3g, which survived the most)", survive, search.maximum, used)
             } else {
                 if case .fixed(let v) = strength { used = v } else { used = m.defaultStrength }
                 // In place: the cover's float copy is kept only when --residual needs it.

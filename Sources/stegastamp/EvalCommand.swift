@@ -17,9 +17,10 @@ struct EvalCommand: ParsableCommand {
             """)
     @Option(help: "Model; default: the shipped model.") var model: String?
     @Option(help: "Directory of photos (PNG or JPEG).") var images: String
-    @Option(help: "Residual strength (default: the model's).") var strength: Float?
+    @Option(help: "Residual strength, or 'auto' (per message, the lowest that survives --survive); default: the model's.") var strength: StrengthSetting?
     @Option(help: "Random 7-byte secrets per photo.") var secrets = 3
-    @Option(help: "Also evaluate at these strengths, comma-separated (e.g. 0.25,0.5,1,2).") var sweep: String?
+    @Option(help: "Also evaluate at these strengths, comma-separated (e.g. 0.25,0.5,1,2,auto).") var sweep: String?
+    @Option(help: ArgumentHelp(stringLiteral: StrengthSetting.surviveHelp)) var survive = "downscale+jpeg50"
     @Option(help: "PNG plot of the sweep (decoded rate against PSNR).") var plot = "eval-sweep.png"
     @Option(help: "JSON results file.") var out = "eval.json"
     @Option(help: "Use at most this many photos.") var limit: Int?
@@ -30,23 +31,27 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         guard secrets >= 1 else { throw CLIError("--secrets must be at least 1") }
         if let refine, refine < 0 { throw CLIError("--refine must be 0 or more, got \(refine)") }
-        if let strength, !(strength > 0 && strength.isFinite) { throw CLIError("--strength must be positive") }
-        var swept: [Float] = []
+        var swept: [StrengthSetting] = []
         if let sweep {
             for part in sweep.split(separator: ",") {
-                guard let v = Float(part.trimmingCharacters(in: .whitespaces)), v > 0, v.isFinite else { throw CLIError("--sweep: '\(part)' is not a positive number") }
+                guard let v = StrengthSetting(argument: part.trimmingCharacters(in: .whitespaces)) else { throw CLIError("--sweep: '\(part)' is neither a positive number nor auto") }
                 swept.append(v)
             }
             if swept.isEmpty { throw CLIError("--sweep: no strengths") }
         }
+        let search = try StrengthSetting.search(survive)
         let m = try loadModel(model, backend: backend)
         guard m.bits == SecretCodec.standard.totalBits else { throw CLIError("\(m.path): the model carries \(m.bits) bits, not 100") }
         var (files, isDir) = try imagePaths(images)
         guard isDir else { throw CLIError("--images must be a directory") }
         if let limit { files = Array(files.prefix(max(limit, 1))) }
-        let main = strength ?? m.defaultStrength
         let steps = refine ?? m.defaultRefinement
-        let strengths = [main] + swept.filter { $0 != main }
+        func choice(_ s: StrengthSetting) -> CodecEvaluation.Strength {
+            if case .fixed(let v) = s { return .fixed(v) }
+            return .auto(search)
+        }
+        let main = strength ?? .fixed(m.defaultStrength)
+        let strengths = ([main] + swept.filter { $0.label != main.label }).map(choice)
         let t0 = Date()
         let results: [CodecEvaluation.AtStrength]
         do {
@@ -58,8 +63,8 @@ struct EvalCommand: ParsableCommand {
         } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
         let r = results[0]
         let messages = files.count * secrets
-        print(String(format: "%d photos x %d secrets, strength %.3g: PSNR %.2f dB mean (min %.2f), SSIM %.4f mean; %.1f s",
-                     files.count, secrets, r.strength, r.psnrMean, r.psnrMin, r.ssimMean, Date().timeIntervalSince(t0)))
+        print(String(format: "%d photos x %d secrets, strength %@: PSNR %.2f dB mean (min %.2f), SSIM %.4f mean; %.1f s",
+                     files.count, secrets, Self.label(r), r.psnrMean, r.psnrMin, r.ssimMean, Date().timeIntervalSince(t0)))
         print("distortion                  bit accuracy   decoded")
         for row in r.rows {
             let n = Int((row.decodedRate * Double(messages)).rounded())
@@ -70,18 +75,22 @@ struct EvalCommand: ParsableCommand {
             print("\nstrength sweep: decoded rate per damage")
             print("strength   PSNR    SSIM  " + r.rows.map { $0.distortion.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0) }.joined())
             for x in sorted {
-                print(String(format: "%8.3g %6.2f %7.4f  ", x.strength, x.psnrMean, x.ssimMean) + x.rows.map { String(format: "%-12.3f", $0.decodedRate) }.joined())
+                print(Self.label(x, short: true).padding(toLength: 8, withPad: " ", startingAt: 0) + String(format: " %6.2f %7.4f  ", x.psnrMean, x.ssimMean) + x.rows.map { String(format: "%-12.3f", $0.decodedRate) }.joined())
             }
             do { try ImageIO.write(CodecEvaluation.sweepPlot(results), path: plot) } catch { throw CLIError("\(error)") }
             print("wrote \(plot)")
         }
         func encode(_ x: CodecEvaluation.AtStrength) -> [String: Any] {
-            ["strength": Double(x.strength), "psnr_mean": x.psnrMean, "psnr_min": x.psnrMin, "ssim_mean": x.ssimMean,
+            var o: [String: Any] = ["strength": Double(x.strength), "psnr_mean": x.psnrMean, "psnr_min": x.psnrMin, "ssim_mean": x.ssimMean,
              "summary": x.rows.map { ["distortion": $0.distortion.name, "key": $0.distortion.rawValue, "bit_accuracy": $0.bitAccuracy, "decoded_rate": $0.decodedRate] },
              "per_image": x.perImage.map { p in
                  ["image": p.name, "width": p.width, "height": p.height, "psnr": p.psnr, "ssim": p.ssim,
                   "decoded": Dictionary(uniqueKeysWithValues: zip(x.rows.map(\.distortion.rawValue), p.decoded))] as [String: Any]
              }]
+            if let a = x.auto {
+                o["auto"] = ["survive": survive, "mean_strength": Double(x.strength), "lowest": Double(a.lowest), "highest": Double(a.highest), "unsurvived": a.unsurvived]
+            }
+            return o
         }
         var json = encode(r)
         json["model"] = m.path
@@ -93,5 +102,12 @@ struct EvalCommand: ParsableCommand {
             try data.write(to: URL(fileURLWithPath: out), options: .atomic)
         } catch { throw CLIError("\(out): cannot write: \(error.localizedDescription)") }
         print("wrote \(out)")
+    }
+
+    /// "0.32", or "auto (mean 0.27, 0.18-0.41)".
+    static func label(_ x: CodecEvaluation.AtStrength, short: Bool = false) -> String {
+        guard let a = x.auto else { return String(format: "%.3g", x.strength) }
+        if short { return "auto" }
+        return String(format: "auto (mean %.3g, %.3g-%.3g%@)", x.strength, a.lowest, a.highest, a.unsurvived > 0 ? ", \(a.unsurvived) not surviving at the maximum" : "")
     }
 }

@@ -207,11 +207,24 @@ final class CommandLineTests: XCTestCase {
         let sweptJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
         XCTAssertEqual((sweptJSON["sweep"] as? [Any])?.count, 3)
         XCTAssertTrue(try run(["eval", "--model", ckpt, "--images", photos.path, "--sweep", "1,x"], expect: 1).err.contains("--sweep: 'x'"))
+        // eval --strength auto: the search per message (this untrained model survives nothing, so
+        // each message gets the lowest strength tried and counts as not surviving).
+        let autoTable = try run(["eval", "--model", ckpt, "--images", photos.path, "--out", json, "--secrets", "1", "--limit", "2",
+                                 "--strength", "auto", "--survive", "jpeg90,blur+noise", "--sweep", "0.5"], expect: 0).out
+        XCTAssertTrue(autoTable.contains("strength auto (mean"), autoTable)
+        XCTAssertTrue(autoTable.contains("2 not surviving"), autoTable)
+        let autoJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+        let autoInfo = try XCTUnwrap(autoJSON["auto"] as? [String: Any], "\(autoJSON.keys)")
+        XCTAssertEqual(autoInfo["unsurvived"] as? Int, 2)
+        XCTAssertEqual(autoInfo["survive"] as? String, "jpeg90,blur+noise")
+        XCTAssertEqual((autoJSON["sweep"] as? [Any])?.count, 2)
+        XCTAssertTrue(try run(["eval", "--model", ckpt, "--images", photos.path, "--strength", "auto", "--survive", "jpeg90,,blur"],
+                              expect: 1).err.contains("empty damage chain"))
         // --strength auto runs its search (an untrained model never decodes: it says so) and
         // --survive is checked.
         let auto = try run(["encode", "--model", ckpt, "--image", photos.appendingPathComponent("p2.png").path, "--secret", "Hi!",
                             "--out", tmp.appendingPathComponent("auto.png").path, "--strength", "auto", "--survive", "jpeg90"], expect: 0).out
-        XCTAssertTrue(auto.contains("did not survive jpeg90"), auto)
+        XCTAssertTrue(auto.contains("did not survive jpeg90 at any strength"), auto)
         XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "Hi", "--out", single, "--strength", "auto",
                                "--survive", "nope"], expect: 1).err.contains("unknown damage 'nope'"))
         XCTAssertTrue(try run(["encode", "--model", ckpt, "--image", single, "--secret", "Hi", "--out", single, "--strength", "-1"], expect: 64).err.contains("strength"))

@@ -54,13 +54,17 @@ final class SmallModelTests: XCTestCase {
         }
         // --strength auto's search: the strength it returns decodes after the damage, and
         // lower strengths are tried first.
-        var search = StrengthSearch(survive: [.noise])
+        // Every chain must decode: noise with each seed, and a downscale followed by JPEG.
+        var search = StrengthSearch(survive: [[.noise], [.downscale, .jpeg70]])
         search.start = 0.5
         let found = try search.run(model: m, cover: cover, residual: try m.residuals([cover], bits: secret)[0], expected: secret)
         XCTAssertTrue(found.survived)
         XCTAssertLessThanOrEqual(found.strength, search.maximum)
         XCTAssertGreaterThan(found.trials, 2)
-        for seed in search.seeds { XCTAssertEqual(try m.decodeBits([try Distortion.noise.apply(found.image, seed: seed)])[0], secret) }
+        for seed in search.seeds {
+            XCTAssertEqual(try m.decodeBits([try Distortion.noise.apply(found.image, seed: seed)])[0], secret)
+            XCTAssertEqual(try m.decodeBits([try Distortion.apply([.downscale, .jpeg70], to: found.image, seed: seed)])[0], secret)
+        }
     }
 
     func testTrainingStepIsReproducible() throws {

@@ -1,24 +1,30 @@
 /// `--strength auto`: per photo, the lowest strength at which the encoded photo still gives back
-/// its message after a chosen damage. The encoder runs once; each trial only re-adds the residual
-/// at another strength, damages the result and decodes it. Trials double the strength from
+/// its message after each of the chosen damages. The encoder runs once; each trial only re-adds the
+/// residual at another strength, damages the result and reads it as `decode` does. Trials double the strength from
 /// `start` until one decodes, then bisect (in log scale) between the last failure and the first
 /// success; the answer is that success times `margin`, so a damage a little worse than the one
 /// searched with still decodes.
 public struct StrengthSearch: Sendable {
-    public var survive: [Distortion]
+    /// Damage chains (each applied left to right); a trial passes when every one decodes.
+    public var survive: [[Distortion]]
     public var start: Float = 0.25
     public var maximum: Float = 4
     public var bisections = 5
     public var margin: Float = 1.15
-    /// Damage seeds every trial must pass (random damages differ per seed).
-    public var seeds: [UInt64] = [1, 2]
+    /// Damage seeds every trial must pass (random damages differ per seed). Far from the seeds
+    /// `eval` damages with (photo x 1000 + secret), so evaluating `auto` does not test the very
+    /// draws the search passed.
+    public var seeds: [UInt64] = [0x5EA2_0001, 0x5EA2_0002]
+    /// The decoder's views (`decode`'s search by default).
+    public var views: [DecoderView] = DecoderView.search
 
-    public init(survive: [Distortion]) { self.survive = survive }
+    public init(survive: [[Distortion]]) { self.survive = survive }
 
     public struct Result: Sendable {
         public var strength: Float
         public var image: RGBImage
-        /// False when even `maximum` did not survive the damage (the photo then gets `maximum`).
+        /// False when no strength up to `maximum` survived every damage (the photo then gets the
+        /// trial that survived the most).
         public var survived: Bool
         public var trials: Int
     }
@@ -27,16 +33,25 @@ public struct StrengthSearch: Sendable {
     /// correction when the model carries the standard 100 bits; exactly, otherwise).
     public func run(model: WatermarkModel, cover: RGBImage, residual: WatermarkModel.Residual, expected: [UInt8]) throws -> Result {
         var trials = 0
+        // Without a strength that survives every damage, the photo gets the trial that survived
+        // the most of them (the lowest such strength): a residual scaled far past what the model
+        // makes clips, and can read worse than a weaker one.
+        var best: (passed: Int, strength: Float, image: RGBImage)? = nil
         func decodes(_ s: Float) throws -> (Bool, RGBImage) {
             trials += 1
             let img = Embedding.apply(residual.pixels, to: cover, strength: s)
-            for seed in seeds {
-                let damaged = try Distortion.apply(survive, to: img, seed: seed)
-                let bits = try model.decodeBits([damaged])[0]
-                if !Self.matches(bits, expected) { return (false, img) }
-                if !survive.contains(where: \.isRandom) { break }
+            var passed = 0
+            for chain in survive {
+                var ok = true
+                for seed in seeds where ok {
+                    let damaged = try Distortion.apply(chain, to: img, seed: seed)
+                    ok = Self.matches(try model.read(damaged, views: views).bits, expected)
+                    if !chain.contains(where: \.isRandom) { break }
+                }
+                if ok { passed += 1 }
             }
-            return (true, img)
+            if best == nil || passed > best!.passed || (passed == best!.passed && s < best!.strength) { best = (passed, s, img) }
+            return (passed == survive.count, img)
         }
         var s = min(start, maximum)
         var failed: Float? = nil
@@ -55,7 +70,7 @@ public struct StrengthSearch: Sendable {
                 (ok, img) = try decodes(s)
                 if !ok { failed = s }
             }
-            if !ok { return Result(strength: maximum, image: img, survived: false, trials: trials) }
+            if !ok { return Result(strength: best!.strength, image: best!.image, survived: false, trials: trials) }
         }
         if var lo = failed {
             var hi = s

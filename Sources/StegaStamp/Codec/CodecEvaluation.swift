@@ -20,8 +20,18 @@ public enum CodecEvaluation {
         public var decoded: [Int]
     }
 
+    /// How each message's strength is set: one for all, or searched per message.
+    public enum Strength: Sendable {
+        case fixed(Float)
+        case auto(StrengthSearch)
+    }
+
     public struct AtStrength: Sendable {
+        /// The fixed strength, or the mean over messages of the strengths the search chose.
         public var strength: Float
+        /// With `.auto`: the lowest and highest strength chosen, and how many messages did not
+        /// survive the search's damage even at its maximum.
+        public var auto: (lowest: Float, highest: Float, unsurvived: Int)?
         public var psnrMean: Double, psnrMin: Double, ssimMean: Double
         public var rows: [Row]
         public var perImage: [PerImage]
@@ -35,7 +45,7 @@ public enum CodecEvaluation {
         }
     }
 
-    public static func run(model: WatermarkModel, files: [String], secretsPerImage: Int, strengths: [Float],
+    public static func run(model: WatermarkModel, files: [String], secretsPerImage: Int, strengths: [Strength],
                            distortions: [Distortion] = Distortion.suite, views: [DecoderView] = DecoderView.search,
                            refinement: Refinement? = nil, progress: (String) -> Void = { _ in }) throws -> [AtStrength] {
         precondition(secretsPerImage >= 1 && !strengths.isEmpty)
@@ -43,6 +53,7 @@ public enum CodecEvaluation {
         var bitsRight = [[Int]](repeating: [Int](repeating: 0, count: distortions.count), count: strengths.count)
         var decodedCount = bitsRight
         var perImage = [[PerImage]](repeating: [], count: strengths.count)
+        var chosen = [[Float]](repeating: [], count: strengths.count), unsurvived = [Int](repeating: 0, count: strengths.count)
         for (i, path) in files.enumerated() {
             let cover = try ImageIO.read(path: path)
             let name = URL(fileURLWithPath: path).lastPathComponent
@@ -52,10 +63,22 @@ public enum CodecEvaluation {
                 let data = secret(photo: i, index: k)
                 let bits = codec.encode(data: data)
                 let residual = try model.residuals([cover], bits: bits)[0]
-                for (si, s) in strengths.enumerated() {
-                    // Refinement is made for one strength: one refined residual per strength.
-                    let used = try refinement.map { try model.refine(residual, image: cover, bits: bits, strength: s, $0).residual } ?? residual
-                    let encoded = Embedding.apply(used.pixels, to: cover, strength: s)
+                for (si, choice) in strengths.enumerated() {
+                    // Refinement is made for one strength: one refined residual per strength (the
+                    // search, as encode's, scales the one refined at the model's strength).
+                    var at = model.defaultStrength
+                    if case .fixed(let s) = choice { at = s }
+                    let used = try refinement.map { try model.refine(residual, image: cover, bits: bits, strength: at, $0).residual } ?? residual
+                    let encoded: RGBImage
+                    switch choice {
+                    case .fixed(let s):
+                        encoded = Embedding.apply(used.pixels, to: cover, strength: s)
+                    case .auto(let search):
+                        let found = try search.run(model: model, cover: cover, residual: used, expected: bits)
+                        encoded = found.image
+                        chosen[si].append(found.strength)
+                        if !found.survived { unsurvived[si] += 1 }
+                    }
                     psnr[si] += Quality.psnr(encoded, cover) / Double(secretsPerImage)
                     ssim[si] += try Quality.ssim(encoded, cover) / Double(secretsPerImage)
                     for (d, distortion) in distortions.enumerated() {
@@ -72,10 +95,17 @@ public enum CodecEvaluation {
             progress("evaluated \(i + 1)/\(files.count): \(name) (\(cover.width)x\(cover.height))")
         }
         let messages = Double(files.count * secretsPerImage)
-        return strengths.enumerated().map { si, s in
+        return strengths.enumerated().map { si, choice in
             let p = perImage[si]
+            var strength: Float, auto: (Float, Float, Int)? = nil
+            switch choice {
+            case .fixed(let s): strength = s
+            case .auto:
+                strength = chosen[si].reduce(0, +) / Float(chosen[si].count)
+                auto = (chosen[si].min()!, chosen[si].max()!, unsurvived[si])
+            }
             return AtStrength(
-                strength: s, psnrMean: p.map(\.psnr).reduce(0, +) / Double(p.count), psnrMin: p.map(\.psnr).min() ?? 0,
+                strength: strength, auto: auto, psnrMean: p.map(\.psnr).reduce(0, +) / Double(p.count), psnrMin: p.map(\.psnr).min() ?? 0,
                 ssimMean: p.map(\.ssim).reduce(0, +) / Double(p.count),
                 rows: distortions.enumerated().map { d, dist in
                     Row(distortion: dist, bitAccuracy: Double(bitsRight[si][d]) / (messages * Double(codec.totalBits)),

@@ -45,6 +45,13 @@ public enum Distortion: String, CaseIterable, Sendable {
         }
     }
 
+    /// Chains separated by commas, e.g. `downscale+jpeg50,perspective,brighter`.
+    public static func chains(_ spec: String) throws -> [[Distortion]] {
+        let parts = spec.split(separator: ",", omittingEmptySubsequences: false)
+        guard !spec.isEmpty else { throw ModelError("empty damage list") }
+        return try parts.map { try chain(String($0)) }
+    }
+
     public static func apply(_ chain: [Distortion], to img: RGBImage, seed: UInt64) throws -> RGBImage {
         var x = img
         for (i, d) in chain.enumerated() { x = try d.apply(x, seed: seed &+ UInt64(i) &* 0x9E37) }
