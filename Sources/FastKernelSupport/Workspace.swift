@@ -4,7 +4,7 @@
 /// thread-safe: a kernel takes its slots on the calling thread, before it spreads over the cores.
 public final class Workspace: @unchecked Sendable {
     public enum Slot: Int, CaseIterable {
-        case packedWeights, bias, partials, rows0, rows1, grads0, grads1, flippedKernel, columns, loopScratch, loopStaging, sums, prologue
+        case packedWeights, bias, partials, rows0, rows1, grads0, grads1, flippedKernel, columns, loopScratch, loopStaging, sums, prologue, reductionInput
     }
 
     private var buffers: [UnsafeMutableRawPointer?] = Array(repeating: nil, count: Slot.allCases.count)

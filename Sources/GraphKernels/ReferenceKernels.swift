@@ -478,10 +478,13 @@ public enum ReferenceKernels {
         let s = CounterRandom.seed(from: seed.scalars[0])
         let k = UInt64(bitPattern: Int64(key))
         let n = Shape.count(shape)
-        let out: [Float] = (0..<n).map { i in
-            normal ? CounterRandom.normal(seed: s, key: k, counter: UInt64(i))
-                : CounterRandom.uniform(seed: s, key: k, counter: UInt64(i))
+        if normal {
+            let out = [Float](unsafeUninitializedCapacity: n) { buf, initialized in
+                if let p = buf.baseAddress { CounterRandom.fillNormal(seed: s, key: k, start: 0, count: n, into: p) }
+                initialized = n
+            }
+            return Tensor(shape: shape, scalars: out)
         }
-        return Tensor(shape: shape, scalars: out)
+        return Tensor(shape: shape, scalars: (0..<n).map { CounterRandom.uniform(seed: s, key: k, counter: UInt64($0)) })
     }
 }

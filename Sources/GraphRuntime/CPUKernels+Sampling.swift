@@ -174,9 +174,9 @@ extension CPUKernels {
         nonisolated(unsafe) let result = out
         let parts = n >= 1 << 14 ? 2 : 1
         Parallel.forEach(parts) { part in
-            for i in (n * part / parts)..<(n * (part + 1) / parts) {
-                result[i] = normal ? CounterRandom.normal(seed: s, key: k, counter: UInt64(i)) : CounterRandom.uniform(seed: s, key: k, counter: UInt64(i))
-            }
+            let (from, to) = (n * part / parts, n * (part + 1) / parts)
+            if normal { CounterRandom.fillNormal(seed: s, key: k, start: from, count: to - from, into: result + from); return }
+            for i in from..<to { result[i] = CounterRandom.uniform(seed: s, key: k, counter: UInt64(i)) }
         }
     }
 }

@@ -14,6 +14,8 @@ enum FusedLoops {
         case scalar(Float)
         /// Period `m`: element i reads p[i % m].
         case periodic(UnsafePointer<Float>, Int)
+        /// Blocks of `b`: element i reads p[i / b] (a per-image value [n, 1, 1, 1] of a batch).
+        case blocked(UnsafePointer<Float>, Int)
         case scratch(Int)
     }
 
@@ -45,11 +47,39 @@ enum FusedLoops {
             case .op: continue
             }
             let count = Shape.count(shapeOf)
-            if count == 1 || shapeOf == shape { continue }
+            if count == 1 || shapeOf == shape || blockSize(shapeOf, shape) != nil { continue }
             let trimmed = Array(shapeOf.drop(while: { $0 == 1 }))
             guard Array(shape.suffix(trimmed.count)) == trimmed, count > 0, n % count == 0 else { return false }
         }
         return true
+    }
+
+    /// For an operand of `shape`'s rank that keeps its leading axes and is 1 along the rest
+    /// ([n, 1, 1, 1] against [n, h, w, c]), how many consecutive elements share one of its values.
+    static func blockSize(_ operand: [Int], _ shape: [Int]) -> Int? {
+        guard operand.count == shape.count, let m = operand.firstIndex(of: 1), m > 0,
+              operand[m...].allSatisfy({ $0 == 1 }), Array(operand[..<m]) == Array(shape[..<m]) else { return nil }
+        let b = Shape.count(Array(shape[m...]))
+        return b > 1 ? b : nil
+    }
+
+    /// A fused reduction as an elementwise loop (the body without its final reduction, over the
+    /// reduction's input shape) and that reduction, when the loops and `CPUKernels.reduce` take
+    /// both (a reduction over one contiguous block of axes).
+    static func reductionSplit(_ f: FusedKernel, _ s: Step) -> (loop: FusedKernel, step: Step, op: ReduceOp, axes: [Int])? {
+        let body = f.body
+        guard f.kind == .input, body.outputs.count == 1, let last = body.values.indices.last,
+              body.outputs[0].value.index == last,
+              case .op(.reduce(let r, let axes, _), let operands) = body.values[last].definition, operands.count == 1,
+              body[operands[0]].op != nil else { return nil }
+        let sorted = axes.sorted()
+        guard let first = sorted.first, sorted.last! - first + 1 == sorted.count else { return nil }
+        let loop = FusedKernel(kind: .loop, body: Graph(name: body.name, values: Array(body.values.dropLast()),
+                                                        outputs: [Output(name: body.outputs[0].name, value: operands[0])]))
+        let step = Step(value: s.value, op: .fused(loop), operands: s.operands, operandShapes: s.operandShapes,
+                        shape: body[operands[0]].shape, argStart: s.argStart, count: s.count)
+        guard covers(loop, step) else { return nil }
+        return (loop, step, r, sorted)
     }
 
     /// Runs the loop into `out` (which may be one of its full-size operands' buffers: every tile is
@@ -81,6 +111,7 @@ enum FusedLoops {
                 let count = Shape.count(shapeOf)
                 if count == 1 { sources[i] = .scalar(p[0]) }
                 else if shapeOf == shape { sources[i] = .full(p) }
+                else if let b = blockSize(shapeOf, shape) { sources[i] = .blocked(p, b) }
                 else {
                     let trimmed = Array(shapeOf.drop(while: { $0 == 1 }))
                     guard Array(shape.suffix(trimmed.count)) == trimmed, count > 0, n % count == 0 else { return false }
@@ -115,6 +146,14 @@ enum FusedLoops {
         case .periodic(let p, let m):
             var k = start % m
             for j in 0..<count { tmp[j] = p[k]; k += 1; if k == m { k = 0 } }
+            return UnsafePointer(tmp)
+        case .blocked(let p, let b):
+            var j = 0
+            while j < count {
+                let block = (start + j) / b, end = min(count, (block + 1) * b - start)
+                tmp.advanced(by: j).update(repeating: p[block], count: end - j)
+                j = end
+            }
             return UnsafePointer(tmp)
         }
     }

@@ -67,6 +67,9 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
     case jit
     /// The tiled Swift loops over a fused elementwise body (the JIT is off or does not take it).
     case loops
+    /// A fused reduction the JIT does not take (over leading axes): its elementwise body by the
+    /// Swift loops into scratch, then the native reduction.
+    case loopsThenReduction
     /// A convolution-family kernel; `epilogue` names the bias / ReLU fused into its stores.
     case convolution(ConvKernel, epilogue: String?)
     /// A convolution over a nearest upsampling fused into it: phase by phase on the source image
@@ -90,6 +93,7 @@ public enum Kernel: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .jit: return "jit loop"
         case .loops: return "swift loops"
+        case .loopsThenReduction: return "swift loops + native reduction"
         case .convolution(let c, let e): return c.description + (e.map { " + " + $0 } ?? "")
         case .upsampledConvolution(let c, let phases, let e):
             return (phases ? "\(c) by upsampling phases" : "upsample + \(c)") + (e.map { " + " + $0 } ?? "")
@@ -171,6 +175,14 @@ extension Kernel {
             }
             if FusedLoops.covers(f, s) {
                 return (.loops, { x, out, w in _ = FusedLoops.run(f, s, x, out, workspace: w) })
+            }
+            if let split = FusedLoops.reductionSplit(f, s) {
+                let n = Shape.count(split.step.shape)
+                return (.loopsThenReduction, { x, out, w in
+                    let scratch = w.buffer(.reductionInput, n, of: Float.self)
+                    _ = FusedLoops.run(split.loop, split.step, x, scratch, workspace: w)
+                    _ = CPUKernels.reduce(split.op, UnsafePointer(scratch), split.step.shape, axes: split.axes, out, w)
+                })
             }
             return referencePlan(s, reason: "fused \(f.kind.rawValue) kernel no native loop takes", conv: heuristic)
         }

@@ -50,12 +50,22 @@ enum StrengthSetting: ExpressibleByArgument {
         }
     }
 
-    /// `--survive`'s search: damage chains separated by commas.
-    static func search(_ survive: String) throws -> StrengthSearch {
-        do { return StrengthSearch(survive: try Distortion.chains(survive)) } catch { throw CLIError("--survive: \(error)") }
-    }
+}
 
-    static let surviveHelp = "With --strength auto: the damages to survive, chains of eval's damages joined by + and separated by commas, e.g. downscale+jpeg50,perspective (keys: \(Distortion.allCases.map(\.rawValue).joined(separator: ", ")))."
+/// The options of `--strength auto` (encode and eval).
+struct AutoStrengthOptions: ParsableArguments {
+    @Option(help: "With --strength auto: the damages to survive, chains of eval's damages joined by + and separated by commas, e.g. downscale+jpeg50,perspective (keys: \(Distortion.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var survive = "downscale+jpeg50"
+    @Option(help: "With --strength auto: the factor on the lowest strength that survived (a margin for damage a little worse than the search's).")
+    var autoMargin: Float = 1.15
+
+    func search() throws -> StrengthSearch {
+        guard autoMargin >= 1, autoMargin.isFinite else { throw CLIError("--auto-margin must be 1 or more, got \(autoMargin)") }
+        var s: StrengthSearch
+        do { s = StrengthSearch(survive: try Distortion.chains(survive)) } catch { throw CLIError("--survive: \(error)") }
+        s.margin = autoMargin
+        return s
+    }
 }
 
 /// Reads the next photo on a background thread while the current one is processed, and writes
@@ -124,7 +134,7 @@ struct EncodeCommand: ParsableCommand {
             The output keeps each input's resolution; --out is a file for one image, a directory for a directory. \
             Without --model the shipped model (Models/) is used. --strength auto finds, per photo, the lowest strength \
             at which the message still decodes after each --survive damage (chains of eval's damages joined by +, separated \
-            by commas; each random damage with two seeds; then 15 % more strength as a margin).
+            by commas; each random damage with two seeds; then --auto-margin times that strength).
             """)
     @Option(help: "Model (exported with `stegastamp export`, or a `stegastamp train` checkpoint); default: the shipped model.") var model: String?
     @Option(help: "Input image (PNG or JPEG) or directory.") var image: String
@@ -132,7 +142,7 @@ struct EncodeCommand: ParsableCommand {
     @Option(help: "Output image (.png, .jpg) or directory.") var out: String
     @Option(help: "Also write the residual, shifted to mid-grey and magnified x10 (file or directory).") var residual: String?
     @Option(help: "Residual strength, or 'auto'; higher is more robust and more visible (default: the model's).") var strength: StrengthSetting?
-    @Option(help: ArgumentHelp(stringLiteral: StrengthSetting.surviveHelp)) var survive = "downscale+jpeg50"
+    @OptionGroup var auto: AutoStrengthOptions
     @Option(help: "JPEG quality for .jpg outputs.") var jpegQuality = 95
     @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's): the same PSNR, decoded more robustly; with --strength auto it refines at the model's strength.") var refine: Int?
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
@@ -145,7 +155,7 @@ struct EncodeCommand: ParsableCommand {
         guard (1...100).contains(jpegQuality) else { throw CLIError("--jpeg-quality must be in 1...100, got \(jpegQuality)") }
         let search: StrengthSearch?
         if case .auto = strength {
-            search = try StrengthSetting.search(survive)
+            search = try auto.search()
         } else {
             search = nil
         }
@@ -180,7 +190,7 @@ struct EncodeCommand: ParsableCommand {
                 (used, psnr) = (found.strength, Quality.psnr(found.image, photo))
                 photo = found.image
                 note = found.survived ? String(format: ", auto strength %.3f after %d trials", used, found.trials)
-                    : String(format: ", auto strength: did not survive %@ at any strength up to %.1f (used %.3g, which survived the most)", survive, search.maximum, used)
+                    : String(format: ", auto strength: did not survive %@ at any strength up to %.1f (used %.3g, which survived the most)", auto.survive, search.maximum, used)
             } else {
                 if case .fixed(let v) = strength { used = v } else { used = m.defaultStrength }
                 // In place: the cover's float copy is kept only when --residual needs it.

@@ -20,13 +20,15 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Residual strength, or 'auto' (per message, the lowest that survives --survive); default: the model's.") var strength: StrengthSetting?
     @Option(help: "Random 7-byte secrets per photo.") var secrets = 3
     @Option(help: "Also evaluate at these strengths, comma-separated (e.g. 0.25,0.5,1,2,auto).") var sweep: String?
-    @Option(help: ArgumentHelp(stringLiteral: StrengthSetting.surviveHelp)) var survive = "downscale+jpeg50"
+    @OptionGroup var auto: AutoStrengthOptions
     @Option(help: "PNG plot of the sweep (decoded rate against PSNR).") var plot = "eval-sweep.png"
     @Option(help: "JSON results file.") var out = "eval.json"
     @Option(help: "Use at most this many photos.") var limit: Int?
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
     @Flag(help: "Decode the plain view only (no search over slightly cropped and turned views).") var plainView = false
     @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's).") var refine: Int?
+    @Option(help: "Damaged views the refinement decodes per step; default \(Refinement(steps: 1).views).") var refineViews: Int?
+    @Option(help: "The refinement's first step as a share of the residual's norm (decaying linearly to a tenth of it); default \(Refinement(steps: 1).rate).") var refineRate: Double?
 
     func run() throws {
         guard secrets >= 1 else { throw CLIError("--secrets must be at least 1") }
@@ -39,7 +41,7 @@ struct EvalCommand: ParsableCommand {
             }
             if swept.isEmpty { throw CLIError("--sweep: no strengths") }
         }
-        let search = try StrengthSetting.search(survive)
+        let search = try auto.search()
         let m = try loadModel(model, backend: backend)
         guard m.bits == SecretCodec.standard.totalBits else { throw CLIError("\(m.path): the model carries \(m.bits) bits, not 100") }
         var (files, isDir) = try imagePaths(images)
@@ -52,12 +54,21 @@ struct EvalCommand: ParsableCommand {
         }
         let main = strength ?? .fixed(m.defaultStrength)
         let strengths = ([main] + swept.filter { $0.label != main.label }).map(choice)
+        var refinement = Refinement(steps: steps)
+        if let refineViews {
+            guard refineViews >= 1 else { throw CLIError("--refine-views must be at least 1, got \(refineViews)") }
+            refinement.views = refineViews
+        }
+        if let refineRate {
+            guard refineRate > 0, refineRate.isFinite else { throw CLIError("--refine-rate must be positive, got \(refineRate)") }
+            refinement.rate = refineRate
+        }
         let t0 = Date()
         let results: [CodecEvaluation.AtStrength]
         do {
             results = try CodecEvaluation.run(model: m, files: files, secretsPerImage: secrets, strengths: strengths,
                                               views: plainView ? [.plain] : DecoderView.search,
-                                              refinement: steps > 0 ? Refinement(steps: steps) : nil) {
+                                              refinement: steps > 0 ? refinement : nil) {
                 FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!)
             }
         } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
@@ -88,7 +99,7 @@ struct EvalCommand: ParsableCommand {
                   "decoded": Dictionary(uniqueKeysWithValues: zip(x.rows.map(\.distortion.rawValue), p.decoded))] as [String: Any]
              }]
             if let a = x.auto {
-                o["auto"] = ["survive": survive, "mean_strength": Double(x.strength), "lowest": Double(a.lowest), "highest": Double(a.highest), "unsurvived": a.unsurvived]
+                o["auto"] = ["survive": auto.survive, "margin": Double(auto.autoMargin), "mean_strength": Double(x.strength), "lowest": Double(a.lowest), "highest": Double(a.highest), "unsurvived": a.unsurvived]
             }
             return o
         }

@@ -228,6 +228,27 @@ final class KernelPlanTests: XCTestCase {
         XCTAssertTrue(profile.seconds.keys.contains { $0.contains("[reference]") })
     }
 
+    /// A fused reduction over the leading axis (the gradient of a broadcast over a batch of
+    /// views), which the JIT takes only over trailing axes: the Swift loops then the native
+    /// reduction, with and without the JIT, as the interpreter computes it.
+    func testAFusedReductionOverLeadingAxesRunsOnLoopsThenAReduction() throws {
+        let b = GraphBuilder(name: "leading_sum")
+        let x = b.input("x", [8, 6, 10, 3]), y = b.input("y", [8, 6, 10, 3])
+        let masked = b.mul(b.mul(b.sub(x, y), b.apply(.binary(.greater), [x, b.constant(0)])), b.constant(0.5))
+        b.output("s", b.sum(masked, axes: [0]))
+        let g = try b.finish()
+        let feeds = ["x": randomTensor([8, 6, 10, 3], seed: 1), "y": randomTensor([8, 6, 10, 3], seed: 2)]
+        let ref = try evaluate(g, feeds)["s"]!
+        for jit in [true, false] {
+            let exe = try Compiler.compile(g, for: Signature.of(g), options: CompileOptions(jit: jit))
+            let text = exe.kernelPlan.map { "\($0.op): \($0.kernel)" }
+            XCTAssertTrue(text.contains { $0.hasPrefix("fused input:") && $0.hasSuffix("swift loops + native reduction") }, "\(text)")
+            let got = try exe.run(feeds)["s"]!
+            XCTAssertEqual(got.shape, ref.shape)
+            XCTAssertLessThan(relativeErrors(got, ref).max, 1e-6, "jit \(jit)")
+        }
+    }
+
     /// What a tuning test reads back: its cache file's path and the tuner's log lines.
     final class TuningSandbox: @unchecked Sendable {
         let path: String

@@ -76,6 +76,28 @@ final class InterpreterTests: XCTestCase {
         XCTAssertEqual(variance, 1, accuracy: 0.08)
     }
 
+    /// The op's vectorised Box-Muller against the same bits through double log and cos, and the
+    /// same values however the tensor is split into chunks (the CPU kernel's two halves).
+    func testVectorNormalsMatchTheDoubleFormula() {
+        let n = 100_003
+        var whole = [Float](repeating: 0, count: n), parts = whole
+        whole.withUnsafeMutableBufferPointer { CounterRandom.fillNormal(seed: 9, key: 3, start: 0, count: n, into: $0.baseAddress!) }
+        parts.withUnsafeMutableBufferPointer { p in
+            for (a, b) in [(0, 13), (13, 50_000), (50_013, n - 50_013)] { CounterRandom.fillNormal(seed: 9, key: 3, start: a, count: b, into: p.baseAddress! + a) }
+        }
+        XCTAssertEqual(whole, parts)
+        var worst = 0.0, sum = 0.0, squares = 0.0
+        for i in 0..<n {
+            let exact = Double(CounterRandom.normal(seed: 9, key: 3, counter: UInt64(i)))
+            // Near u1 = 1 the radius is sqrt(2 (1 - u1)): the Float rounding of u1 moves it by up to ~3e-4.
+            worst = max(worst, abs(Double(whole[i]) - exact) / max(1, abs(exact)))
+            sum += Double(whole[i]); squares += Double(whole[i]) * Double(whole[i])
+        }
+        XCTAssertLessThan(worst, 5e-4)
+        XCTAssertEqual(sum / Double(n), 0, accuracy: 0.01)
+        XCTAssertEqual(squares / Double(n), 1, accuracy: 0.02)
+    }
+
     func testInitializers() {
         let he = Initializer.heNormal(seed: 1).materialize(shape: [3, 3, 64, 64])
         let sd = (2.0 / (9.0 * 64)).squareRoot()
