@@ -28,6 +28,7 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Decode the plain view only (no search over slightly cropped and turned views).") var plainView = false
     @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's).") var refine: Int?
     @Option(help: "Damaged views the refinement decodes per step; default \(Refinement(steps: 1).views).") var refineViews: Int?
+    @Option(help: "Every how many of the refinement's views has its colour changed; default \(Refinement(steps: 1).colourEvery).") var refineColourEvery: Int?
     @Option(help: "The refinement's first step as a share of the residual's norm (decaying linearly to a tenth of it); default \(Refinement(steps: 1).rate).") var refineRate: Double?
 
     func run() throws {
@@ -58,6 +59,10 @@ struct EvalCommand: ParsableCommand {
         if let refineViews {
             guard refineViews >= 1 else { throw CLIError("--refine-views must be at least 1, got \(refineViews)") }
             refinement.views = refineViews
+        }
+        if let refineColourEvery {
+            guard refineColourEvery >= 1 else { throw CLIError("--refine-colour-every must be at least 1, got \(refineColourEvery)") }
+            refinement.colourEvery = refineColourEvery
         }
         if let refineRate {
             guard refineRate > 0, refineRate.isFinite else { throw CLIError("--refine-rate must be positive, got \(refineRate)") }

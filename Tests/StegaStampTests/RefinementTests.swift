@@ -18,7 +18,7 @@ final class RefinementTests: XCTestCase {
         let image = try photo(3)
         let bits = try SecretCodec.standard.encode("Grad")
         var r = Refinement(steps: 1)
-        r.views = 3  // the third view has its contrast and brightness changed (and clipped)
+        r.views = 3  // view 1 loses a frame and has its contrast and brightness changed (and clipped)
         r.jpeg = false
         let delta = try m.residuals([image], bits: bits)[0].pixels.pixels.map { $0 * 0.3 }
         let cover = m.batchTensor([image])
