@@ -92,18 +92,30 @@ final class PhotoPipeline: @unchecked Sendable {
         }
         pending = (i, box, group)
     }
-    private final class ResultBox: @unchecked Sendable { var result: Result<RGBImage, Error> = .failure(CLIError("not read")) }
+    fileprivate final class ResultBox: @unchecked Sendable { var result: Result<RGBImage, Error> = .failure(CLIError("not read")) }
 
-    /// Calls body(index, image) for each file in order; the image is the body's alone (no other
-    /// reference), so changing it in place copies nothing.
-    func forEach(_ body: (Int, inout RGBImage) throws -> Void) throws {
+    /// A photo being read on the read thread.
+    struct Pending {
+        fileprivate let box: ResultBox, group: DispatchGroup
+        /// Waits for the photo; the image is the caller's alone (no other reference), so changing
+        /// it in place copies nothing. Once only.
+        func take() throws -> RGBImage {
+            group.wait()
+            let img = try box.result.get()
+            box.result = .failure(CLIError("taken"))
+            return img
+        }
+    }
+
+    /// Calls body(index, photo) for each file in order, the next photo's read queued behind the
+    /// current one's; the body may work on other things (a reduced decode) before it takes it.
+    func forEach(_ body: (Int, Pending) throws -> Void) throws {
         prefetch(0)
         while let p = pending {
+            prefetch(p.index + 1)  // the read queue is serial: it starts once this photo is read
+            try body(p.index, Pending(box: p.box, group: p.group))
             p.group.wait()
-            var img = try p.box.result.get()
-            p.box.result = .failure(CLIError("taken"))  // the body holds the only reference
-            prefetch(p.index + 1)
-            try body(p.index, &img)
+            p.box.result = .failure(CLIError("taken"))
             try checkWrites()
         }
         writes.wait()
@@ -170,19 +182,32 @@ struct EncodeCommand: ParsableCommand {
             if let residual { try FileManager.default.createDirectory(atPath: residual, withIntermediateDirectories: true) }
         }
         let pipeline = PhotoPipeline(files)
-        try pipeline.forEach { i, photo in
+        try pipeline.forEach { i, pending in
             let p = files[i]
             let name = URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent
             let target = isDir ? URL(fileURLWithPath: out).appendingPathComponent(name + ".png").path : out
             let residualPath = residual.map { isDir ? URL(fileURLWithPath: $0).appendingPathComponent(name + ".png").path : $0 }
-            let (width, height) = (photo.width, photo.height)
-            var r = try m.residuals([photo], bits: bits)[0]
             let steps = refine ?? m.defaultRefinement
-            if steps > 0 {
-                var at = m.defaultStrength
-                if case .fixed(let v) = strength { at = v }
-                r = try m.refine(r, image: photo, bits: bits, strength: at, Refinement(steps: steps)).residual
+            var at = m.defaultStrength
+            if case .fixed(let v) = strength { at = v }
+            func residualFor(_ image: RGBImage, photoSize: (width: Int, height: Int)) throws -> WatermarkModel.Residual {
+                let r = try m.residuals([image], bits: bits)[0]
+                guard steps > 0 else { return r }
+                return try m.refine(r, image: image, photoSize: photoSize, bits: bits, strength: at, Refinement(steps: steps)).residual
             }
+            // The residual needs only the photo's model-size view: a large JPEG's comes from a
+            // decode at a reduced DCT scale (as `decode` reads), and the encoder and refinement
+            // run while the read thread decodes the full photo.
+            let r: WatermarkModel.Residual
+            var photo: RGBImage
+            if let quick = try reducedJPEG(p, side: 2 * max(m.width, m.height)) {
+                r = try residualFor(quick.image, photoSize: (quick.width, quick.height))
+                photo = try pending.take()
+            } else {
+                photo = try pending.take()
+                r = try residualFor(photo, photoSize: (photo.width, photo.height))
+            }
+            let (width, height) = (photo.width, photo.height)
             var original: RGBImage? = nil, used: Float, note: String, psnr: Double
             if let search {
                 let found = try search.run(model: m, cover: photo, residual: r, expected: bits)
@@ -210,6 +235,15 @@ struct EncodeCommand: ParsableCommand {
             m.log("time by op kind and kernel (networks only):\n" + p.lines(limit: 30).joined(separator: "\n"))
         }
     }
+}
+
+/// A JPEG decoded at the smallest DCT scale that keeps its short side at least `side`, with the
+/// full size; nil for other files and for JPEGs too small to be reduced.
+func reducedJPEG(_ path: String, side: Int) throws -> (image: RGBImage, width: Int, height: Int)? {
+    guard ImageIO.isJPEG(path: path) else { return nil }
+    let quick: (image: RGBImage, width: Int, height: Int)
+    do { quick = try ImageIO.read(path: path, minimumShortSide: side) } catch { throw CLIError("\(error)") }
+    return quick.image.width < quick.width ? quick : nil
 }
 
 struct DecodeCommand: ParsableCommand {

@@ -238,6 +238,18 @@ final class CommandLineTests: XCTestCase {
                                "--strength", "0.5", "--refine", "2"], expect: 0).out
         XCTAssertTrue(refined.contains("strength 0.5"), refined)
         XCTAssertEqual(try ImageIO.read(path: refineOut).width, 64)
+        // A JPEG large enough for a reduced DCT decode: the residual is made from the half-scale
+        // decode while the full photo is read, goes into the full photo, and decodes.
+        let dir = tmp.appendingPathComponent("large").path
+        let large = try SyntheticImages.writePhotos(directory: dir, count: 1, width: 720, height: 560, seed: 11)[0]
+        let largeJPEG = tmp.appendingPathComponent("large.jpg").path
+        try ImageIO.write(try ImageIO.read(path: large), path: largeJPEG, jpegQuality: 95)
+        let largeOut = tmp.appendingPathComponent("large-out.png").path
+        let encodedLarge = try run(["encode", "--image", largeJPEG, "--secret", "Big", "--out", largeOut, "--refine", "4"], expect: 0).out
+        XCTAssertTrue(encodedLarge.contains("(720x560, PSNR"), encodedLarge)
+        let largeImage = try ImageIO.read(path: largeOut)
+        XCTAssertEqual([largeImage.width, largeImage.height], [720, 560])
+        XCTAssertTrue(try run(["decode", "--image", largeOut], expect: 0).out.hasPrefix("Big\t"))
         // Without --model, the shipped model; a missing one is a clear error.
         let missing = try run(["decode", "--image", single], expect: 1, environment: ["STEGASTAMP_MODEL": "/no/such/model.safetensors"]).err
         XCTAssertTrue(missing.contains("STEGASTAMP_MODEL=/no/such/model.safetensors: no such file"), missing)

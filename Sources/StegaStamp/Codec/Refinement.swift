@@ -147,9 +147,11 @@ extension WatermarkModel {
     }
 
     /// `residual` refined for `image` at `strength` (see `Refinement`): the same norm, each channel's
-    /// mean removed. Also returns the last step's bit accuracy over its damaged views.
-    public func refine(_ residual: Residual, image: RGBImage, bits secretBits: [UInt8], strength: Float,
-                       _ r: Refinement) throws -> (residual: Residual, bitAccuracy: Float) {
+    /// mean removed. Also returns the last step's bit accuracy over its damaged views. `photoSize`:
+    /// the size of the photo the residual goes into, when `image` is a smaller copy of it (a JPEG
+    /// decoded at a reduced DCT scale); the round trip is the full photo's.
+    public func refine(_ residual: Residual, image: RGBImage, photoSize: (width: Int, height: Int)? = nil, bits secretBits: [UInt8],
+                       strength: Float, _ r: Refinement) throws -> (residual: Residual, bitAccuracy: Float) {
         guard r.steps > 0 else { return (residual, .nan) }
         guard r.views >= 1, r.rate > 0, r.warp >= 0, r.zoom >= 0, r.frame >= 0, r.severity >= 0, r.severity <= 1, r.colour >= 0, r.colour < 1, r.colourEvery >= 1, strength > 0, strength.isFinite else {
             throw ModelError("refinement needs views >= 1, a positive rate and strength, severity in 0...1, colour in 0..<1, got \(r.views) views, rate \(r.rate), severity \(r.severity), colour \(r.colour), strength \(strength)")
@@ -161,7 +163,8 @@ extension WatermarkModel {
         guard target > 0 else { return (residual, .nan) }
         var accuracy: Float = .nan
         // The decoder reads the residual after its round trip through the photo's resolution.
-        let trip = r.roundTrip ? RoundTrip(width: width, height: height, photoWidth: image.width, photoHeight: image.height) : nil
+        let size = photoSize ?? (image.width, image.height)
+        let trip = r.roundTrip ? RoundTrip(width: width, height: height, photoWidth: size.width, photoHeight: size.height) : nil
         for step in 0..<r.steps {
             let read = trip?.apply(delta) ?? delta
             let (_, acc, gRead) = try refinementLoss(delta: read, cover: cover, bits: secretBits, r, step: step)

@@ -16,6 +16,14 @@ public enum ImageIO {
         return nil
     }
 
+    /// Whether the file starts as a JPEG does (false when it cannot be read).
+    public static func isJPEG(path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? h.close() }
+        let head = [UInt8](h.readData(ofLength: 3))
+        return format(of: head) == .jpeg
+    }
+
     public static func read(path: String) throws -> RGBImage {
         guard let data = FileManager.default.contents(atPath: path) else { throw ImageError(path, "cannot read file") }
         return try decode([UInt8](data), path: path)
