@@ -210,7 +210,7 @@ final class CommandLineTests: XCTestCase {
         // eval --strength auto: the search per message (this untrained model survives nothing, so
         // each message gets the lowest strength tried and counts as not surviving).
         let autoTable = try run(["eval", "--model", ckpt, "--images", photos.path, "--out", json, "--secrets", "1", "--limit", "2",
-                                 "--strength", "auto", "--survive", "jpeg90,blur+noise", "--sweep", "0.5"], expect: 0).out
+                                 "--strength", "auto", "--survive", "jpeg90,blur+noise", "--sweep", "0.5", "--plot", plot], expect: 0).out
         XCTAssertTrue(autoTable.contains("strength auto (mean"), autoTable)
         XCTAssertTrue(autoTable.contains("2 not surviving"), autoTable)
         let autoJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
