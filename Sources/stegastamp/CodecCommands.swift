@@ -49,7 +49,6 @@ enum StrengthSetting: ExpressibleByArgument {
         case .auto: return "auto"
         }
     }
-
 }
 
 /// The options of `--strength auto` (encode and eval).
@@ -58,12 +57,18 @@ struct AutoStrengthOptions: ParsableArguments {
     var survive = "downscale+jpeg50"
     @Option(help: "With --strength auto: the factor on the lowest strength that survived (a margin for damage a little worse than the search's).")
     var autoMargin: Float = 1.15
+    @Option(help: "With --strength auto: seeds each random damage must pass.") var autoSeeds = 2
+    @Option(help: "With --strength auto and refinement: the strength the residual is refined at before the search scales it (default: the model's).")
+    var refineAt: Float?
 
     func search() throws -> StrengthSearch {
+        if let refineAt, !(refineAt > 0 && refineAt.isFinite) { throw CLIError("--refine-at must be positive, got \(refineAt)") }
         guard autoMargin >= 1, autoMargin.isFinite else { throw CLIError("--auto-margin must be 1 or more, got \(autoMargin)") }
         var s: StrengthSearch
         do { s = StrengthSearch(survive: try Distortion.chains(survive)) } catch { throw CLIError("--survive: \(error)") }
         s.margin = autoMargin
+        guard (1...16).contains(autoSeeds) else { throw CLIError("--auto-seeds must be in 1...16, got \(autoSeeds)") }
+        s.seeds = StrengthSearch.seeds(autoSeeds)
         return s
     }
 }
@@ -146,7 +151,7 @@ struct EncodeCommand: ParsableCommand {
             The output keeps each input's resolution; --out is a file for one image, a directory for a directory. \
             Without --model the shipped model (Models/) is used. --strength auto finds, per photo, the lowest strength \
             at which the message still decodes after each --survive damage (chains of eval's damages joined by +, separated \
-            by commas; each random damage with two seeds; then --auto-margin times that strength).
+            by commas; each random damage with --auto-seeds seeds; then --auto-margin times that strength).
             """)
     @Option(help: "Model (exported with `stegastamp export`, or a `stegastamp train` checkpoint); default: the shipped model.") var model: String?
     @Option(help: "Input image (PNG or JPEG) or directory.") var image: String
@@ -156,7 +161,7 @@ struct EncodeCommand: ParsableCommand {
     @Option(help: "Residual strength, or 'auto'; higher is more robust and more visible (default: the model's).") var strength: StrengthSetting?
     @OptionGroup var auto: AutoStrengthOptions
     @Option(help: "JPEG quality for .jpg outputs.") var jpegQuality = 95
-    @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's): the same PSNR, decoded more robustly; with --strength auto it refines at the model's strength.") var refine: Int?
+    @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's): the same PSNR, decoded more robustly; with --strength auto it refines at --refine-at, else the model's strength.") var refine: Int?
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
     @Flag(help: "At the end, the networks' time by op kind and kernel, summed over every photo (standard error).") var profile = false
 
@@ -189,7 +194,11 @@ struct EncodeCommand: ParsableCommand {
             let residualPath = residual.map { isDir ? URL(fileURLWithPath: $0).appendingPathComponent(name + ".png").path : $0 }
             let steps = refine ?? m.defaultRefinement
             var at = m.defaultStrength
-            if case .fixed(let v) = strength { at = v }
+            switch strength {
+            case .fixed(let v): at = v
+            case .auto: at = auto.refineAt ?? at
+            case nil: break
+            }
             func residualFor(_ image: RGBImage, photoSize: (width: Int, height: Int)) throws -> WatermarkModel.Residual {
                 let r = try m.residuals([image], bits: bits)[0]
                 guard steps > 0 else { return r }

@@ -73,7 +73,7 @@ struct EvalCommand: ParsableCommand {
         do {
             results = try CodecEvaluation.run(model: m, files: files, secretsPerImage: secrets, strengths: strengths,
                                               views: plainView ? [.plain] : DecoderView.search,
-                                              refinement: steps > 0 ? refinement : nil) {
+                                              refinement: steps > 0 ? refinement : nil, autoRefinementStrength: auto.refineAt) {
                 FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!)
             }
         } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
@@ -104,7 +104,7 @@ struct EvalCommand: ParsableCommand {
                   "decoded": Dictionary(uniqueKeysWithValues: zip(x.rows.map(\.distortion.rawValue), p.decoded))] as [String: Any]
              }]
             if let a = x.auto {
-                o["auto"] = ["survive": auto.survive, "margin": Double(auto.autoMargin), "mean_strength": Double(x.strength), "lowest": Double(a.lowest), "highest": Double(a.highest), "unsurvived": a.unsurvived]
+                o["auto"] = ["survive": auto.survive, "margin": Double(auto.autoMargin), "seeds": auto.autoSeeds, "refined_at": Double(auto.refineAt ?? m.defaultStrength), "mean_strength": Double(x.strength), "lowest": Double(a.lowest), "highest": Double(a.highest), "unsurvived": a.unsurvived]
             }
             return o
         }
@@ -124,6 +124,6 @@ struct EvalCommand: ParsableCommand {
     static func label(_ x: CodecEvaluation.AtStrength, short: Bool = false) -> String {
         guard let a = x.auto else { return String(format: "%.3g", x.strength) }
         if short { return "auto" }
-        return String(format: "auto (mean %.3g, %.3g-%.3g%@)", x.strength, a.lowest, a.highest, a.unsurvived > 0 ? ", \(a.unsurvived) not surviving at the maximum" : "")
+        return String(format: "auto (mean %.3g, %.3g-%.3g%@)", x.strength, a.lowest, a.highest, a.unsurvived > 0 ? ", \(a.unsurvived) surviving no strength up to the maximum" : "")
     }
 }

@@ -212,7 +212,7 @@ final class CommandLineTests: XCTestCase {
         let autoTable = try run(["eval", "--model", ckpt, "--images", photos.path, "--out", json, "--secrets", "1", "--limit", "2",
                                  "--strength", "auto", "--survive", "jpeg90,blur+noise", "--sweep", "0.5", "--plot", plot], expect: 0).out
         XCTAssertTrue(autoTable.contains("strength auto (mean"), autoTable)
-        XCTAssertTrue(autoTable.contains("2 not surviving"), autoTable)
+        XCTAssertTrue(autoTable.contains("2 surviving no strength"), autoTable)
         let autoJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
         let autoInfo = try XCTUnwrap(autoJSON["auto"] as? [String: Any], "\(autoJSON.keys)")
         XCTAssertEqual(autoInfo["unsurvived"] as? Int, 2)
@@ -220,6 +220,9 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual((autoJSON["sweep"] as? [Any])?.count, 2)
         XCTAssertTrue(try run(["eval", "--model", ckpt, "--images", photos.path, "--strength", "auto", "--survive", "jpeg90,,blur"],
                               expect: 1).err.contains("empty damage chain"))
+        for (flag, value) in [("--auto-seeds", "0"), ("--refine-at", "-1"), ("--auto-margin", "0.5")] {
+            XCTAssertTrue(try run(["eval", "--model", ckpt, "--images", photos.path, "--strength", "auto", "\(flag)=\(value)"], expect: 1).err.contains(flag), flag)
+        }
         // --strength auto runs its search (an untrained model never decodes: it says so) and
         // --survive is checked.
         let auto = try run(["encode", "--model", ckpt, "--image", photos.appendingPathComponent("p2.png").path, "--secret", "Hi!",

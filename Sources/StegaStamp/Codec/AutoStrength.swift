@@ -14,7 +14,9 @@ public struct StrengthSearch: Sendable {
     /// Damage seeds every trial must pass (random damages differ per seed). Far from the seeds
     /// `eval` damages with (photo x 1000 + secret), so evaluating `auto` does not test the very
     /// draws the search passed.
-    public var seeds: [UInt64] = [0x5EA2_0001, 0x5EA2_0002]
+    public var seeds: [UInt64] = Self.seeds(2)
+    /// The first `count` seeds of the search's own series.
+    public static func seeds(_ count: Int) -> [UInt64] { (0..<UInt64(max(count, 0))).map { 0x5EA2_0001 + $0 } }
     /// The decoder's views (`decode`'s search by default).
     public var views: [DecoderView] = DecoderView.search
 

@@ -47,7 +47,8 @@ public enum CodecEvaluation {
 
     public static func run(model: WatermarkModel, files: [String], secretsPerImage: Int, strengths: [Strength],
                            distortions: [Distortion] = Distortion.suite, views: [DecoderView] = DecoderView.search,
-                           refinement: Refinement? = nil, progress: (String) -> Void = { _ in }) throws -> [AtStrength] {
+                           refinement: Refinement? = nil, autoRefinementStrength: Float? = nil,
+                           progress: (String) -> Void = { _ in }) throws -> [AtStrength] {
         precondition(secretsPerImage >= 1 && !strengths.isEmpty)
         let codec = SecretCodec.standard
         var bitsRight = [[Int]](repeating: [Int](repeating: 0, count: distortions.count), count: strengths.count)
@@ -65,8 +66,9 @@ public enum CodecEvaluation {
                 let residual = try model.residuals([cover], bits: bits)[0]
                 for (si, choice) in strengths.enumerated() {
                     // Refinement is made for one strength: one refined residual per strength (the
-                    // search, as encode's, scales the one refined at the model's strength).
-                    var at = model.defaultStrength
+                    // search, as encode's, scales the one refined at `autoRefinementStrength`,
+                    // by default the model's).
+                    var at = autoRefinementStrength ?? model.defaultStrength
                     if case .fixed(let s) = choice { at = s }
                     let used = try refinement.map { try model.refine(residual, image: cover, bits: bits, strength: at, $0).residual } ?? residual
                     let encoded: RGBImage
