@@ -78,7 +78,8 @@ enum FusedLoops {
                                                         outputs: [Output(name: body.outputs[0].name, value: operands[0])]))
         let step = Step(value: s.value, op: .fused(loop), operands: s.operands, operandShapes: s.operandShapes,
                         shape: body[operands[0]].shape, argStart: s.argStart, count: s.count)
-        guard covers(loop, step) else { return nil }
+        // An empty reduction input (a sum over a zero-length axis) stays with the reference kernel.
+        guard Shape.count(step.shape) > 0, covers(loop, step) else { return nil }
         return (loop, step, r, sorted)
     }
 
