@@ -114,6 +114,25 @@ public final class KernelTuner: @unchecked Sendable {
         "\(context) | \(describe(s.op)) \(s.operandShapes.map(Shape.describe).joined(separator: " ")) -> \(Shape.describe(s.shape))"
     }
 
+    /// A candidate as the cache file names it: a matmul's candidates (`ConvolutionPlanner` offers the
+    /// skinny kernels as `.direct(isa)` and OpenBLAS as `.gemm`) by what they run.
+    static func name(_ k: ConvKernel, for s: Step) -> String {
+        guard case .matmul = s.op else { return k.key }
+        switch k {
+        case .direct(let isa): return "skinny-\(isa.rawValue)"
+        case .gemm: return "sgemm"
+        default: return k.key
+        }
+    }
+
+    /// The candidate a cache file's name stands for (nil: unknown, or an ISA this CPU lacks).
+    static func kernel(named name: String, for s: Step) -> ConvKernel? {
+        guard case .matmul = s.op else { return ConvKernel(key: name) }
+        if name == "sgemm" { return .gemm }
+        guard name.hasPrefix("skinny-"), let isa = VectorISA(rawValue: String(name.dropFirst("skinny-".count))), isa.isAvailable else { return nil }
+        return .direct(isa)
+    }
+
     /// An op as keys name it; a fused one by the ops of its body in order.
     static func describe(_ op: Op) -> String {
         guard case .fused(let f) = op else { return "\(op)" }
@@ -132,22 +151,22 @@ public final class KernelTuner: @unchecked Sendable {
         lock.lock()
         let cached = entries[key] ?? transient[key]
         lock.unlock()
-        if let cached, let k = ConvKernel(key: cached.kernel), candidates.contains(k) { return (k, .hit) }
+        if let cached, let k = Self.kernel(named: cached.kernel, for: s), candidates.contains(k) { return (k, .hit) }
         let load = loadLimit < 1 ? currentLoad() : nil
         var times: [String: Double] = [:]
         var best = candidates[0], bestTime = Double.infinity
         for c in candidates {
             let t = Self.time(s, c)
-            times[c.key] = t * 1e3
+            times[Self.name(c, for: s)] = t * 1e3
             if t < bestTime { (best, bestTime) = (c, t) }
         }
         lock.lock()
         defer { lock.unlock() }
         if let load, load > loadLimit {
-            transient[key] = Entry(kernel: best.key, ms: times)
+            transient[key] = Entry(kernel: Self.name(best, for: s), ms: times)
             return (best, .busy(load))
         }
-        entries[key] = Entry(kernel: best.key, ms: times)
+        entries[key] = Entry(kernel: Self.name(best, for: s), ms: times)
         return (best, .measured)
     }
 

@@ -330,6 +330,32 @@ final class KernelPlanTests: XCTestCase {
         XCTAssertLessThan(relativeErrors(try exe.run(feeds)["y"]!, ref["y"]!).max, 1e-5)
     }
 
+    /// A skinny product's candidates are named in the cache by what they run (the own kernels of an
+    /// ISA, or OpenBLAS's sgemm), and the names read back to the same choice.
+    func testSkinnyProductsAreNamedByTheirKernelsInTheCache() throws {
+        let b = GraphBuilder(name: "skinny")
+        let x = b.input("x", [4, 256]), w = b.input("w", [256, 64])
+        b.output("y", b.matmul(x, w))
+        let g = try b.finish()
+        let feeds = ["x": randomTensor([4, 256], seed: 61), "w": randomTensor([256, 64], seed: 62)]
+        let sandbox = tuningSandbox(load: 0)
+        let options = CompileOptions(tuningCache: sandbox.path)
+        let first = try Compiler.compile(g, for: Signature.of(g), options: options)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: sandbox.path))) as? [String: Any]
+        let entries = json?["entries"] as? [String: [String: Any]] ?? [:]
+        let entry = try XCTUnwrap(entries.first { $0.key.contains("matmul") }?.value, "\(entries.keys)")
+        let names = Set((entry["ms"] as? [String: Any] ?? [:]).keys)
+        XCTAssertTrue(names.contains("sgemm") && names.contains("skinny-avx2"), "\(names)")
+        XCTAssertFalse(names.contains { $0.hasPrefix("direct") || $0 == "gemm" }, "\(names)")
+        XCTAssertTrue(names.contains(entry["kernel"] as? String ?? ""), "\(entry)")
+        KernelTuner.forget(path: sandbox.path)
+        sandbox.lines.removeAll()
+        let second = try Compiler.compile(g, for: Signature.of(g), options: options)
+        XCTAssertFalse(sandbox.lines.last?.contains("measured") ?? true, "\(sandbox.lines)")
+        XCTAssertEqual(second.kernelPlan.map(\.kernel), first.kernelPlan.map(\.kernel))
+        XCTAssertLessThan(relativeErrors(try second.run(feeds)["y"]!, try evaluate(g, feeds)["y"]!).max, 1e-5)
+    }
+
     /// Times taken while other processes hold the cores are not trusted beyond this process: the
     /// choices are used, logged as such and kept out of the file; a limit of 1 caches them anyway.
     func testChoicesMeasuredOnABusyMachineAreNotCached() throws {
