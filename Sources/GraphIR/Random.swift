@@ -7,11 +7,22 @@ public enum CounterRandom {
     /// SplitMix64's finaliser: a bijective mix with full avalanche.
     @inline(__always)
     public static func mix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        var z = x &+ mixConstants.0
+        z = (z ^ (z >> 30)) &* mixConstants.1
+        z = (z ^ (z >> 27)) &* mixConstants.2
         return z ^ (z >> 31)
     }
+
+    /// `mix` on 8 lanes (`fillNormal`).
+    @inline(__always)
+    static func mix(_ x: SIMD8<UInt64>) -> SIMD8<UInt64> {
+        var z = x &+ mixConstants.0
+        z = (z ^ (z &>> 30)) &* mixConstants.1
+        z = (z ^ (z &>> 27)) &* mixConstants.2
+        return z ^ (z &>> 31)
+    }
+
+    static let mixConstants: (UInt64, UInt64, UInt64) = (0x9E37_79B9_7F4A_7C15, 0xBF58_476D_1CE4_E5B9, 0x94D0_49BB_1331_11EB)
 
     @inline(__always)
     public static func bits(seed: UInt64, key: UInt64, counter: UInt64) -> UInt64 {
@@ -44,12 +55,7 @@ public enum CounterRandom {
         let lanes = SIMD8<UInt64>(0, 1, 2, 3, 4, 5, 6, 7), stream = SIMD8<UInt64>(repeating: mix(base))
         var j = 0
         while j < count {
-            var z = stream ^ (SIMD8<UInt64>(repeating: UInt64(start + j)) &+ lanes)
-            // mix, lane-wise.
-            z = z &+ 0x9E37_79B9_7F4A_7C15
-            z = (z ^ (z &>> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z &>> 27)) &* 0x94D0_49BB_1331_11EB
-            z = z ^ (z &>> 31)
+            let z = mix(stream ^ (SIMD8<UInt64>(repeating: UInt64(start + j)) &+ lanes))
             let hi = SIMD8<Float>(SIMD8<UInt32>(truncatingIfNeeded: z &>> 40))
             let lo = SIMD8<Float>(SIMD8<UInt32>(truncatingIfNeeded: (z &>> 8) & 0xFF_FFFF))
             let u1 = (hi + 0.5) * (1.0 / 16_777_216.0), u2 = lo * (1.0 / 16_777_216.0)

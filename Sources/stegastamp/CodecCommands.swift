@@ -209,7 +209,9 @@ struct EncodeCommand: ParsableCommand {
             // run while the read thread decodes the full photo.
             let r: WatermarkModel.Residual
             var photo: RGBImage
-            if let quick = try reducedJPEG(p, side: 2 * max(m.width, m.height)) {
+            let reduced: (image: RGBImage, width: Int, height: Int)?
+            do { reduced = try ImageIO.readReducedJPEG(path: p, minimumShortSide: 2 * max(m.width, m.height)) } catch { throw CLIError("\(error)") }
+            if let quick = reduced {
                 r = try residualFor(quick.image, photoSize: (quick.width, quick.height))
                 photo = try pending.take()
             } else {
@@ -244,15 +246,6 @@ struct EncodeCommand: ParsableCommand {
             m.log("time by op kind and kernel (networks only):\n" + p.lines(limit: 30).joined(separator: "\n"))
         }
     }
-}
-
-/// A JPEG decoded at the smallest DCT scale that keeps its short side at least `side`, with the
-/// full size; nil for other files and for JPEGs too small to be reduced.
-func reducedJPEG(_ path: String, side: Int) throws -> (image: RGBImage, width: Int, height: Int)? {
-    guard ImageIO.isJPEG(path: path) else { return nil }
-    let quick: (image: RGBImage, width: Int, height: Int)
-    do { quick = try ImageIO.read(path: path, minimumShortSide: side) } catch { throw CLIError("\(error)") }
-    return quick.image.width < quick.width ? quick : nil
 }
 
 struct DecodeCommand: ParsableCommand {

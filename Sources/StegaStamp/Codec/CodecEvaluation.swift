@@ -64,13 +64,15 @@ public enum CodecEvaluation {
                 let data = secret(photo: i, index: k)
                 let bits = codec.encode(data: data)
                 let residual = try model.residuals([cover], bits: bits)[0]
+                var refined: [Float: WatermarkModel.Residual] = [:]  // a fixed strength and auto may refine at the same one
                 for (si, choice) in strengths.enumerated() {
                     // Refinement is made for one strength: one refined residual per strength (the
                     // search, as encode's, scales the one refined at `autoRefinementStrength`,
                     // by default the model's).
                     var at = autoRefinementStrength ?? model.defaultStrength
                     if case .fixed(let s) = choice { at = s }
-                    let used = try refinement.map { try model.refine(residual, image: cover, bits: bits, strength: at, $0).residual } ?? residual
+                    let used = try refined[at] ?? refinement.map { try model.refine(residual, image: cover, bits: bits, strength: at, $0).residual } ?? residual
+                    refined[at] = used
                     let encoded: RGBImage
                     switch choice {
                     case .fixed(let s):

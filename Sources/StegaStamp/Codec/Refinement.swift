@@ -27,7 +27,8 @@ public struct Refinement: Sendable, Equatable {
     /// Every other view loses a frame of up to this share of each side to white (what the
     /// decoder's zoomed-out views see of a cropped photo).
     public var frame = 0.07
-    /// Every `colourEvery`-th view has its contrast about mid-grey changed by up to this share and its brightness by up to a third of it, clipped to 0...1, before the other
+    /// Every `colourEvery`-th view has its contrast about mid-grey changed by up to this share and
+    /// its brightness by up to a third of it, clipped to 0...1, before the other
     /// damage: a brightened photo loses what the residual put into its highlights, which the
     /// transform net's milder colour shifts rarely clip. 0: off.
     public var colour: Float = 0.25

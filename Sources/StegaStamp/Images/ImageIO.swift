@@ -17,7 +17,7 @@ public enum ImageIO {
     }
 
     /// Whether the file starts as a JPEG does (false when it cannot be read).
-    public static func isJPEG(path: String) -> Bool {
+    static func isJPEG(path: String) -> Bool {
         guard let h = FileHandle(forReadingAtPath: path) else { return false }
         defer { try? h.close() }
         let head = [UInt8](h.readData(ofLength: 3))
@@ -132,25 +132,44 @@ public enum ImageIO {
         try decodeJPEG(data, path: path, minimumShortSide: nil).image
     }
 
+    /// The size of the smallest of libjpeg-turbo's DCT downscales that keeps the short side at
+    /// least `minimumShortSide` (the full size when none does).
+    static func jpegScale(width w: Int32, height h: Int32, minimumShortSide: Int) -> (Int32, Int32) {
+        var (sw, sh) = (w, h)
+        var n: Int32 = 0
+        if let factors = tjGetScalingFactors(&n) {
+            func scaled(_ d: Int32, _ f: tjscalingfactor) -> Int32 { (d * f.num + f.denom - 1) / f.denom }
+            for f in UnsafeBufferPointer(start: factors, count: Int(n)) where f.num <= f.denom {
+                let (cw, ch) = (scaled(w, f), scaled(h, f))
+                if Int(min(cw, ch)) >= minimumShortSide && Int(cw) * Int(ch) < Int(sw) * Int(sh) { (sw, sh) = (cw, ch) }
+            }
+        }
+        return (sw, sh)
+    }
+
+    /// A JPEG file decoded at a reduced DCT scale that keeps its short side at least
+    /// `minimumShortSide`, with its full size; nil, without decoding, for other files and for
+    /// JPEGs no downscale keeps large enough.
+    public static func readReducedJPEG(path: String, minimumShortSide: Int) throws -> (image: RGBImage, width: Int, height: Int)? {
+        guard isJPEG(path: path) else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else { throw ImageError(path, "cannot read file") }
+        return try decodeJPEG([UInt8](data), path: path, minimumShortSide: minimumShortSide, onlyIfReduced: true)
+    }
+
     static func decodeJPEG(_ data: [UInt8], path: String?, minimumShortSide: Int?) throws -> (image: RGBImage, width: Int, height: Int) {
+        try decodeJPEG(data, path: path, minimumShortSide: minimumShortSide, onlyIfReduced: false)!
+    }
+
+    /// `onlyIfReduced`: nil, after the header only, when no downscale applies.
+    static func decodeJPEG(_ data: [UInt8], path: String?, minimumShortSide: Int?, onlyIfReduced: Bool) throws -> (image: RGBImage, width: Int, height: Int)? {
         guard let handle = tjInitDecompress() else { throw ImageError(path, "cannot initialise libjpeg-turbo") }
         defer { tjDestroy(handle) }
         var w: Int32 = 0, h: Int32 = 0, sub: Int32 = 0, cs: Int32 = 0
         let header = data.withUnsafeBufferPointer { tjDecompressHeader3(handle, $0.baseAddress, UInt($0.count), &w, &h, &sub, &cs) }
         guard header == 0 else { throw ImageError(path, "corrupt or unsupported JPEG: \(tjError(handle))") }
         guard w > 0, h > 0, Int(w) * Int(h) <= maxPixels else { throw ImageError(path, "JPEG of \(w)x\(h) pixels is empty or too large") }
-        var (sw, sh) = (w, h)
-        if let minimumShortSide {
-            var n: Int32 = 0
-            if let factors = tjGetScalingFactors(&n) {
-                func scaled(_ d: Int32, _ f: tjscalingfactor) -> Int32 { (d * f.num + f.denom - 1) / f.denom }
-                // The smallest downscale (num < denom) that keeps the short side.
-                for f in UnsafeBufferPointer(start: factors, count: Int(n)) where f.num <= f.denom {
-                    let (cw, ch) = (scaled(w, f), scaled(h, f))
-                    if Int(min(cw, ch)) >= minimumShortSide && Int(cw) * Int(ch) < Int(sw) * Int(sh) { (sw, sh) = (cw, ch) }
-                }
-            }
-        }
+        let (sw, sh) = minimumShortSide.map { jpegScale(width: w, height: h, minimumShortSide: $0) } ?? (w, h)
+        if onlyIfReduced && (sw, sh) == (w, h) { return nil }
         var buffer = [UInt8](repeating: 0, count: Int(sw) * Int(sh) * 3)
         let r = data.withUnsafeBufferPointer { src in
             buffer.withUnsafeMutableBufferPointer {
