@@ -16,7 +16,13 @@ photo="${PHOTO:-$work/big.jpg}"
 if [ -z "${PHOTO:-}" ]; then
   src="$(ls "${STEGASTAMP_CACHE:-$HOME/.cache/stegastamp}"/photos/eval/*flower* 2>/dev/null | head -1)"
   [ -n "$src" ] || { echo "no evaluation photos: run scripts/fetch-photos.sh --all, or set PHOTO" >&2; exit 1; }
-  python3 -c "
+  # Pillow resizes it: the system python3's, or the peers' environment's (../shared/peers/setup.sh).
+  py=""
+  for c in python3 "${PEERS_VENV:-/tmp/peers}/bin/python"; do
+    if "$c" -c "import PIL" 2>/dev/null; then py="$c"; break; fi
+  done
+  [ -n "$py" ] || { echo "making the 20-megapixel photo needs Pillow (pip install pillow, or ../shared/peers/setup.sh), or set PHOTO" >&2; exit 1; }
+  "$py" -c "
 from PIL import Image
 Image.open('$src').convert('RGB').resize((6028, 3391), Image.BICUBIC).save('$photo', quality=95)"
 fi
