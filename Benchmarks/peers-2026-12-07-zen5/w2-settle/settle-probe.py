@@ -1,5 +1,5 @@
 # Times our `stegastamp bench --worker` alone, as the peers driver does, to take its settle pause apart:
-#   python settle-probe.py SETTLE_MS FLUSH [CALLS] [BINARY]   (FLUSH 1: touch 256 MB between calls, as other workers evict the caches)
+#   python settle-probe.py SETTLE_MS FLUSH [CALLS] [BINARY]   (FLUSH 1: touch 64 MB between calls, as other workers evict the caches)
 # Needs numpy (the peers environment: /tmp/peers/bin/python).
 import subprocess, json, sys, time, numpy as np
 settle, flush, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv)>3 else 40
