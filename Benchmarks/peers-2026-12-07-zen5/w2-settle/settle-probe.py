@@ -1,9 +1,10 @@
 # Times our `stegastamp bench --worker` alone, as the peers driver does, to take its settle pause apart:
 #   python settle-probe.py SETTLE_MS FLUSH [CALLS] [BINARY]   (FLUSH 1: touch 64 MB between calls, as other workers evict the caches)
 # Needs numpy (the peers environment: /tmp/peers/bin/python).
-import subprocess, json, sys, time, numpy as np
+import subprocess, json, sys, os, numpy as np
 settle, flush, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv)>3 else 40
-exe = sys.argv[4] if len(sys.argv)>4 else '/work/main/.build/release/stegastamp'
+repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..')
+exe = sys.argv[4] if len(sys.argv)>4 else os.path.join(repo, '.build', 'release', 'stegastamp')
 p = subprocess.Popen([exe,'bench','--worker','--settle-ms',str(settle),'--size','128','--workload','W2'],stdin=subprocess.PIPE,stdout=subprocess.PIPE,text=True)
 def rd():
     while True:
