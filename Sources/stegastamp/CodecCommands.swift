@@ -254,12 +254,15 @@ struct DecodeCommand: ParsableCommand {
         discussion: """
             Exits non-zero when no message could be recovered (from any image). Without --model the shipped model is used. \
             When the photo as it is gives no message, the decoder also looks through views of it zoomed out (crops of 2.5 and \
-            5 % per border) and turned by 2 degrees; BCH judges, and the view that gave the message is named.
+            5 % per border) and turned by 2 degrees; BCH judges, and the view that gave the message is named. When no view's \
+            bits correct, a soft decision flips combinations of the 8 least reliable bits and takes the closest codeword \
+            if it is close enough to believe (the distance is printed).
             """)
     @Option(help: "Model; default: the shipped model.") var model: String?
     @Option(help: "Image (PNG or JPEG) or directory.") var image: String
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
     @Flag(help: "Decode the photo as it is only (no search over cropped and turned views).") var plainView = false
+    @Flag(help: "BCH on the hard bits only (no soft decision over the least reliable bits).") var hardDecision = false
 
     func run() throws {
         let m = try loadModel(model, backend: backend)
@@ -273,12 +276,14 @@ struct DecodeCommand: ParsableCommand {
             // that still leaves twice that (then an antialiased resize).
             let img: RGBImage
             do { img = try ImageIO.read(path: p, minimumShortSide: 2 * max(m.width, m.height)).image } catch { throw CLIError("\(error)") }
-            let reading = try m.read(img, views: plainView ? [.plain] : DecoderView.search)
+            let reading = try m.read(img, views: plainView ? [.plain] : DecoderView.search, soft: hardDecision ? nil : .standard)
             let prefix = isDir ? "\(p): " : ""
             do {
-                let d = try SecretCodec.standard.decode(reading.bits)
+                guard let data = reading.data else { throw SecretCodec.CodecError.uncorrectable }
+                let d = try SecretCodec.standard.text(data: data, corrected: reading.corrected)
                 let view = reading.view == .plain ? "" : "; view: \(reading.view)"
-                print("\(prefix)\(d.text)\t(corrected \(d.corrected) bit\(d.corrected == 1 ? "" : "s")\(view))")
+                let soft = reading.soft.map { String(format: "; soft decision, distance %.2f", $0) } ?? ""
+                print("\(prefix)\(d.text)\t(corrected \(d.corrected) bit\(d.corrected == 1 ? "" : "s")\(view)\(soft))")
             } catch {
                 failures += 1
                 let reason = (error as? SecretCodec.CodecError) == .uncorrectable ? "\(error)" : "no message could be recovered: \(error)"

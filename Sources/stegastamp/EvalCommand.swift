@@ -12,7 +12,8 @@ struct EvalCommand: ParsableCommand {
             messages decoded exactly (BCH) after each damage: none, real JPEG q90/70/50, Gaussian blur, noise 0.02, \\
             brightness/contrast up and down, 50 % downscale + upscale, perspective 2 %, crop 5 % per border, rotation 2 degrees, \\
             and a combined print-like damage (perspective + blur + colour + noise + JPEG q70). Decoding is `decode`'s: the plain \
-            view, then views zoomed out and turned a little (BCH judges; --plain-view for the plain view alone). --sweep repeats it at several \\
+            view, then views zoomed out and turned a little (BCH judges; --plain-view for the plain view alone), then the soft \
+            decision over every view (--hard-decision: none). --sweep repeats it at several \\
             strengths (a table of PSNR against decoded rate, and a PNG plot). Writes everything as JSON to --out.
             """)
     @Option(help: "Model; default: the shipped model.") var model: String?
@@ -26,6 +27,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Use at most this many photos.") var limit: Int?
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
     @Flag(help: "Decode the plain view only (no search over slightly cropped and turned views).") var plainView = false
+    @Option(help: "Also write the decoder's logits in every view of every damaged photo, marked and unmarked, as JSON lines (what the soft decision is calibrated on; see Benchmarks/soft-decision).") var logits: String?
+    @Flag(help: "BCH on the hard bits only (no soft decision over the least reliable bits), as decode --hard-decision.") var hardDecision = false
     @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's).") var refine: Int?
     @Option(help: "Damaged views the refinement decodes per step; default \(Refinement(steps: 1).views).") var refineViews: Int?
     @Option(help: "Every how many of the refinement's views has its colour changed; default \(Refinement(steps: 1).colourEvery).") var refineColourEvery: Int?
@@ -42,7 +45,8 @@ struct EvalCommand: ParsableCommand {
             }
             if swept.isEmpty { throw CLIError("--sweep: no strengths") }
         }
-        let search = try auto.search()
+        var search = try auto.search()
+        if hardDecision { search.soft = nil }
         let m = try loadModel(model, backend: backend)
         guard m.bits == SecretCodec.standard.totalBits else { throw CLIError("\(m.path): the model carries \(m.bits) bits, not 100") }
         var (files, isDir) = try imagePaths(images)
@@ -70,13 +74,21 @@ struct EvalCommand: ParsableCommand {
         }
         let t0 = Date()
         let results: [CodecEvaluation.AtStrength]
+        var logitLines = Data()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
         do {
             results = try CodecEvaluation.run(model: m, files: files, secretsPerImage: secrets, strengths: strengths,
-                                              views: plainView ? [.plain] : DecoderView.search,
-                                              refinement: steps > 0 ? refinement : nil, autoRefinementStrength: auto.refineAt) {
+                                              views: plainView ? [.plain] : DecoderView.search, soft: hardDecision ? nil : .standard,
+                                              refinement: steps > 0 ? refinement : nil, autoRefinementStrength: auto.refineAt,
+                                              dump: logits == nil ? nil : { logitLines += try encoder.encode($0) + Data([0x0A]) }) {
                 FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!)
             }
         } catch let e as CLIError { throw e } catch { throw CLIError("\(error)") }
+        if let logits {
+            do { try logitLines.write(to: URL(fileURLWithPath: logits), options: .atomic) } catch { throw CLIError("\(logits): cannot write: \(error)") }
+            FileHandle.standardError.write("wrote \(logits)\n".data(using: .utf8)!)
+        }
         let r = results[0]
         let messages = files.count * secrets
         print(String(format: "%d photos x %d secrets, strength %@: PSNR %.2f dB mean (min %.2f), SSIM %.4f mean; %.1f s",

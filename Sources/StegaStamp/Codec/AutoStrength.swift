@@ -19,6 +19,8 @@ public struct StrengthSearch: Sendable {
     public static func seeds(_ count: Int) -> [UInt64] { (0..<UInt64(max(count, 0))).map { 0x5EA2_0001 + $0 } }
     /// The decoder's views (`decode`'s search by default).
     public var views: [DecoderView] = DecoderView.search
+    /// The soft decision of the reads (`decode`'s by default; nil: hard bits only).
+    public var soft: SoftDecision? = .standard
 
     public init(survive: [[Distortion]]) { self.survive = survive }
 
@@ -47,7 +49,7 @@ public struct StrengthSearch: Sendable {
                 var ok = true
                 for seed in seeds where ok {
                     let damaged = try Distortion.apply(chain, to: img, seed: seed)
-                    ok = Self.matches(try model.read(damaged, views: views).bits, expected)
+                    ok = Self.matches(try model.read(damaged, views: views, soft: soft), expected)
                     if !chain.contains(where: \.isRandom) { break }
                 }
                 if ok { passed += 1 }
@@ -87,12 +89,14 @@ public struct StrengthSearch: Sendable {
         return Result(strength: chosen, image: Embedding.apply(residual.pixels, to: cover, strength: chosen), survived: true, trials: trials)
     }
 
-    static func matches(_ bits: [UInt8], _ expected: [UInt8]) -> Bool {
-        if bits.count == SecretCodec.standard.totalBits, expected.count == bits.count {
-            guard let got = try? SecretCodec.standard.decodeData(bits), let want = try? SecretCodec.standard.decodeData(expected) else { return false }
-            return got.data == want.data
+    /// Whether a reading gives the message of `expected`: the corrected data when the model
+    /// carries the standard 100 bits, the bits exactly otherwise.
+    static func matches(_ reading: WatermarkModel.Reading, _ expected: [UInt8]) -> Bool {
+        if reading.bits.count == SecretCodec.standard.totalBits, expected.count == reading.bits.count {
+            guard let got = reading.data, let want = try? SecretCodec.standard.decodeData(expected) else { return false }
+            return got == want.data
         }
-        return bits == expected
+        return reading.bits == expected
     }
 }
 

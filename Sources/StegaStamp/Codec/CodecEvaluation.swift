@@ -45,9 +45,24 @@ public enum CodecEvaluation {
         }
     }
 
+    /// The decoder's logits in every view of one damaged photo: marked (with its message's bits and
+    /// whether it was decoded) or, once per photo and damage, the unmarked cover. What the soft
+    /// decision is calibrated on (`eval --logits`, `Benchmarks/soft-decision/`).
+    public struct LogitRecord: Sendable, Encodable {
+        public var photo: String
+        public var secret: Int?
+        /// Index into the strengths evaluated (nil: unmarked).
+        public var strength: Int?
+        public var distortion: Distortion
+        public var bits: [UInt8]?
+        public var decoded: Bool?
+        public var views: [[Float]]
+    }
+
     public static func run(model: WatermarkModel, files: [String], secretsPerImage: Int, strengths: [Strength],
-                           distortions: [Distortion] = Distortion.suite, views: [DecoderView] = DecoderView.search,
+                           distortions: [Distortion] = Distortion.suite, views: [DecoderView] = DecoderView.search, soft: SoftDecision? = .standard,
                            refinement: Refinement? = nil, autoRefinementStrength: Float? = nil,
+                           dump: ((LogitRecord) throws -> Void)? = nil,
                            progress: (String) -> Void = { _ in }) throws -> [AtStrength] {
         precondition(secretsPerImage >= 1 && !strengths.isEmpty)
         let codec = SecretCodec.standard
@@ -87,9 +102,18 @@ public enum CodecEvaluation {
                     ssim[si] += try Quality.ssim(encoded, cover) / Double(secretsPerImage)
                     for (d, distortion) in distortions.enumerated() {
                         let damaged = try distortion.apply(encoded, seed: UInt64(i * 1000 + k))
-                        let read = try model.read(damaged, views: views)
+                        let read = try model.read(damaged, views: views, soft: soft)
                         bitsRight[si][d] += zip(read.bits, bits).filter { $0 == $1 }.count
                         if read.data == data { decodedCount[si][d] += 1; decoded[si][d] += 1 }
+                        if let dump {
+                            try dump(LogitRecord(photo: name, secret: k, strength: strengths.count > 1 ? si : 0, distortion: distortion,
+                                                 bits: bits, decoded: read.data == data, views: try model.allViewLogits(damaged, views: views)))
+                            if si == 0, k == 0 {
+                                let bare = try distortion.apply(cover, seed: UInt64(i * 1000 + k))
+                                try dump(LogitRecord(photo: name, secret: nil, strength: nil, distortion: distortion, bits: nil, decoded: nil,
+                                                     views: try model.allViewLogits(bare, views: views)))
+                            }
+                        }
                     }
                 }
             }
@@ -138,3 +162,5 @@ public enum CodecEvaluation {
         return Plots.render(panels)
     }
 }
+
+extension Distortion: Encodable {}

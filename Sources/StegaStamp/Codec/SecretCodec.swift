@@ -84,6 +84,11 @@ public struct SecretCodec: Sendable {
     /// Corrects and decodes text.
     public func decode(_ bits: [UInt8]) throws -> Decoded {
         let (data, corrected) = try decodeData(bits)
+        return try text(data: data, corrected: corrected)
+    }
+
+    /// The text of corrected data bytes (a soft decision's, say).
+    public func text(data: [UInt8], corrected: Int) throws -> Decoded {
         guard let text = String(validating: data, as: UTF8.self) else { throw CodecError.notText(data) }
         var trimmed = Substring(text)
         while trimmed.last == " " { trimmed = trimmed.dropLast() }

@@ -220,34 +220,57 @@ public final class WatermarkModel {
     static func bits(_ logits: [Float]) -> [UInt8] { logits.map { $0 > 0 ? 1 : 0 } }
 
     /// What `read` found in a photo: the bits of the view it settled on, and the message when
-    /// BCH corrected them.
+    /// BCH corrected them (`soft`: the distance of a soft decision's codeword, nil when the hard
+    /// bits corrected).
     public struct Reading: Sendable {
         public var bits: [UInt8]
         public var data: [UInt8]?
         public var corrected: Int
         public var view: DecoderView
+        public var soft: Float? = nil
     }
 
     /// Reads the message of a photo, as `decode` does: the plain view first, then (100-bit models,
     /// when BCH cannot correct the plain view) the other `views` in one batch, the first that
-    /// corrects winning. Without a message in any view, the plain view's bits.
-    public func read(_ image: RGBImage, views: [DecoderView] = DecoderView.search) throws -> Reading {
+    /// corrects winning; when no view's hard bits correct, the `soft` decision over every view,
+    /// the closest codeword winning. Without a message, the plain view's bits.
+    public func read(_ image: RGBImage, views: [DecoderView] = DecoderView.search, soft: SoftDecision? = .standard) throws -> Reading {
         let plain = Embedding.modelInput(image, width: width, height: height)
-        let first = Self.bits(try logits(Tensor(shape: [1, height, width, 3], scalars: plain.pixels), count: 1)[0])
+        let firstLogits = try logits(Tensor(shape: [1, height, width, 3], scalars: plain.pixels), count: 1)[0]
+        let first = Self.bits(firstLogits)
         let codec = SecretCodec.standard
         guard bits == codec.totalBits else { return Reading(bits: first, data: nil, corrected: 0, view: .plain) }
-        if let d = try? codec.decodeData(first) { return Reading(bits: first, data: d.data, corrected: d.corrected, view: .plain) }
-        let others = views.filter { $0 != .plain }
-        if others.isEmpty { return Reading(bits: first, data: nil, corrected: 0, view: .plain) }
-        let r = Embedding.region(width: image.width, height: image.height)
-        let aspect = Double(r.width) / Double(r.height) * Double(height) / Double(width)
-        let inputs = others.flatMap { $0.apply(to: plain, aspect: aspect).pixels }
-        let all = try logits(Tensor(shape: [others.count, height, width, 3], scalars: inputs), count: others.count)
-        for (view, l) in zip(others, all) {
+        // A soft decision also vets what the hard bits give: their padding must read as 0.
+        func believed(_ l: [Float]) -> Bool { soft?.believesHard(l, codec: codec) ?? true }
+        if let d = try? codec.decodeData(first), believed(firstLogits) { return Reading(bits: first, data: d.data, corrected: d.corrected, view: .plain) }
+        var seen: [(DecoderView, [Float])] = [(.plain, firstLogits)]
+        for (view, l) in try viewLogits(plain, aspectOf: image, views: views.filter { $0 != .plain }) {
             let b = Self.bits(l)
-            if let d = try? codec.decodeData(b) { return Reading(bits: b, data: d.data, corrected: d.corrected, view: view) }
+            if let d = try? codec.decodeData(b), believed(l) { return Reading(bits: b, data: d.data, corrected: d.corrected, view: view) }
+            seen.append((view, l))
+        }
+        if let soft {
+            var best: (DecoderView, [Float], SoftDecision.Candidate)?
+            for (view, l) in seen {
+                if let c = soft.decode(l, codec: codec), best == nil || c.cost < best!.2.cost { best = (view, l, c) }
+            }
+            if let (view, l, c) = best { return Reading(bits: Self.bits(l), data: c.data, corrected: c.changed, view: view, soft: c.cost) }
         }
         return Reading(bits: first, data: nil, corrected: 0, view: .plain)
+    }
+
+    /// The decoder's logits for each of `views` of a model input `plain` (of the photo `image`), in one batch.
+    func viewLogits(_ plain: RGBImage, aspectOf image: RGBImage, views: [DecoderView]) throws -> [(DecoderView, [Float])] {
+        if views.isEmpty { return [] }
+        let r = Embedding.region(width: image.width, height: image.height)
+        let aspect = Double(r.width) / Double(r.height) * Double(height) / Double(width)
+        let inputs = views.flatMap { $0.apply(to: plain, aspect: aspect).pixels }
+        return Array(zip(views, try logits(Tensor(shape: [views.count, height, width, 3], scalars: inputs), count: views.count)))
+    }
+
+    /// The decoder's logits in each of `views` of a photo (the plain one included when listed).
+    public func allViewLogits(_ image: RGBImage, views: [DecoderView] = DecoderView.search) throws -> [[Float]] {
+        try viewLogits(Embedding.modelInput(image, width: width, height: height), aspectOf: image, views: views).map(\.1)
     }
 
     /// The bits each photo carries (logit > 0).
