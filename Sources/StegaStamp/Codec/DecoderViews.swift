@@ -7,8 +7,8 @@ import Foundation
 /// zoomed out and/or rotated about its centre, so a view lines a cropped or turned photo up with
 /// the residual again; the outside of the photo reads as white (the training's border fill).
 /// BCH is the judge: the first view whose bits correct is taken. Every extra view is one more
-/// chance for an unmarked photo to correct by accident (about 6e-5 per view for t = 5 over 96
-/// bits), so the list is short.
+/// chance for an unmarked photo to correct by accident (1.4e-3 per view for t = 5 over the 91
+/// codeword bits; `SoftDecision`'s padding veto cuts that far down), so the list is short.
 public struct DecoderView: Equatable, Sendable, CustomStringConvertible {
     /// The decoder's window over the photo's region, per side (1: the region; 1.11: the region
     /// and 5.5 % more on each side, what a 5 % crop per border resized back took away).

@@ -23,7 +23,7 @@ public struct SoftDecision: Sendable, Equatable {
     /// decoded reads), while the unmarked photos the hard decoder took read 2.3-5.4.
     public var maxPadding: Float = 1
 
-    /// 8 flips (256 trials), distance at most 3.5 with the padding counted, padding at most 1.5.
+    /// 8 flips (256 trials), distance at most 3.5 with the padding counted, padding at most 1.
     /// Calibrated on the evaluation photos (`Benchmarks/soft-decision/`, where the figures are).
     public static let standard = SoftDecision(flips: 8, maxCost: 3.5)
 
@@ -46,13 +46,11 @@ public struct SoftDecision: Sendable, Equatable {
     public func closest(_ logits: [Float], codec: SecretCodec) -> Candidate? {
         let length = 8 * codec.dataBytes + codec.code.eccBits
         guard logits.count >= codec.totalBits else { return nil }
-        let magnitude = logits[0..<codec.totalBits].map { abs($0) }
-        let scale = max(Self.median(magnitude), 1e-12)
+        let (magnitude, scale) = Self.reliability(logits, codec: codec)
         let hard: [UInt8] = logits[0..<length].map { $0 > 0 ? 1 : 0 }
         // The packet's padding and the trailing bits are always written as 0: reading one as 1 is
         // an error every candidate shares.
-        var padding: Float = 0
-        if countPadding { for i in length..<codec.totalBits where logits[i] > 0 { padding += magnitude[i] } }
+        let padding = countPadding ? self.padding(logits, codec: codec) * scale : 0
         let weakest = (0..<length).sorted { magnitude[$0] < magnitude[$1] }.prefix(flips)
         var best: Candidate?
         for mask in 0..<(1 << weakest.count) {
@@ -73,8 +71,7 @@ public struct SoftDecision: Sendable, Equatable {
     /// word's median |logit|.
     public func padding(_ logits: [Float], codec: SecretCodec) -> Float {
         guard logits.count >= codec.totalBits else { return .infinity }
-        let magnitude = logits[0..<codec.totalBits].map { abs($0) }
-        let scale = max(Self.median(magnitude), 1e-12)
+        let (magnitude, scale) = Self.reliability(logits, codec: codec)
         var sum: Float = 0
         for i in (8 * codec.dataBytes + codec.code.eccBits)..<codec.totalBits where logits[i] > 0 { sum += magnitude[i] }
         return sum / scale
@@ -105,6 +102,12 @@ public struct SoftDecision: Sendable, Equatable {
             if accepts(logits) { accepted += 1 }
         }
         return Double(accepted) / Double(trials)
+    }
+
+    /// |logit| of each bit and the word's median |logit|, the unit of every distance.
+    static func reliability(_ logits: [Float], codec: SecretCodec) -> (magnitude: [Float], scale: Float) {
+        let magnitude = logits[0..<codec.totalBits].map { abs($0) }
+        return (magnitude, max(median(magnitude), 1e-12))
     }
 
     static func median(_ x: [Float]) -> Float {
