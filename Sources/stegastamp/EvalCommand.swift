@@ -33,6 +33,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Damaged views the refinement decodes per step; default \(Refinement(steps: 1).views).") var refineViews: Int?
     @Option(help: "Every how many of the refinement's views has its colour changed; default \(Refinement(steps: 1).colourEvery).") var refineColourEvery: Int?
     @Option(help: "The refinement's first step as a share of the residual's norm (decaying linearly to a tenth of it); default \(Refinement(steps: 1).rate).") var refineRate: Double?
+    @Option(help: "Corner displacement of the refinement's perspective warps, as a share of the model's side; default \(Refinement(steps: 1).warp).") var refineWarp: Double?
 
     func run() throws {
         guard secrets >= 1 else { throw CLIError("--secrets must be at least 1") }
@@ -71,6 +72,10 @@ struct EvalCommand: ParsableCommand {
         if let refineRate {
             guard refineRate > 0, refineRate.isFinite else { throw CLIError("--refine-rate must be positive, got \(refineRate)") }
             refinement.rate = refineRate
+        }
+        if let refineWarp {
+            guard refineWarp >= 0, refineWarp < 0.25 else { throw CLIError("--refine-warp must be in 0..<0.25, got \(refineWarp)") }
+            refinement.warp = refineWarp
         }
         let t0 = Date()
         let results: [CodecEvaluation.AtStrength]

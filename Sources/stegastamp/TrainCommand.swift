@@ -66,6 +66,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Y, U and V weights of the L2 loss, comma-separated.") var yuvScales: String?
     @Option(help: "ssim, lpips or none.") var perceptual: String?
     @Flag(help: "No critic (train.py's --no_gan).") var noGan = false
+    @Option(help: "Scale the encoder's residual by this before adding it (default 1): with --freeze-encoder, fits the decoder to residuals as faint as the codec's --strength.") var residualScale: Float?
+    @Flag(help: "Train the decoder only; the encoder keeps the --init-from weights.") var freezeEncoder = false
     @Option var criticLearningRate: Float?
     @Option(help: "no_edge, black, white, random, randomrgb or image.") var borders: String?
     @Option var rndTrans: Float?
@@ -115,6 +117,8 @@ struct TrainCommand: ParsableCommand {
         }
         if curriculum { c.curriculum = true }
         if noGan { c.gan = false }
+        if let residualScale { c.residualScale = residualScale }
+        if freezeEncoder { c.freezeEncoder = true }
         if noJpeg { c.jpeg = false }
         try c.validate()
         return c

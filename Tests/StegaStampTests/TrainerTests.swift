@@ -291,6 +291,40 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// --freeze-encoder with --residual-scale: the decoder learns on the fixed encoder's faint
+    /// residuals; every encoder weight stays the model's, and the held-out PSNR is the scaled one.
+    func testFrozenEncoderTrainsTheDecoderOnFaintResiduals() throws {
+        let base = try trainer(try shortConfig(steps: 5), run: "base")
+        _ = try base.run(resume: false)
+        let model = tmp.appendingPathComponent("base.safetensors").path
+        try WatermarkModel.export(checkpoint: base.checkpointPath, to: model, strength: 1)
+        var c = try shortConfig(steps: 3)
+        (c.initFrom, c.noImageLossSteps, c.freezeEncoder, c.gan) = (model, 0, true, false)
+        let full = try trainer(c, run: "full")
+        let fullSummary = try full.run(resume: false)
+        c.residualScale = 0.25
+        let tuned = try trainer(c, run: "faint")
+        let summary = try tuned.run(resume: false)
+        let exported = try ParameterStore.load(path: model)
+        let after = try RunCheckpoint.read(path: tuned.checkpointPath).parameters
+        var encoderWeights = 0, decoderChanged = 0
+        for (name, t) in exported.values {
+            if name.hasPrefix("encoder.") {
+                XCTAssertEqual(after[name]?.scalars, t.scalars, "\(name) moved with the encoder frozen")
+                encoderWeights += 1
+            } else if name.hasPrefix("decoder."), after[name]?.scalars != t.scalars { decoderChanged += 1 }
+        }
+        XCTAssertGreaterThan(encoderWeights, 10)
+        XCTAssertGreaterThan(decoderChanged, 0, "the decoder did not learn")
+        // A quarter of the residual: up to 20 log10(4) = 12.04 dB more PSNR (less where the full
+        // residual of this barely trained encoder clips at 0 and 1).
+        let (p1, p2) = (try XCTUnwrap(fullSummary.lastEvaluation?.psnr), try XCTUnwrap(summary.lastEvaluation?.psnr))
+        XCTAssertGreaterThan(p2 - p1, 4, "held-out PSNR \(p1) dB at scale 1, \(p2) dB at 0.25")
+        XCTAssertLessThan(p2 - p1, 12.6, "held-out PSNR \(p1) dB at scale 1, \(p2) dB at 0.25")
+        c.residualScale = 0
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--residual-scale")) }
+    }
+
     func testBadConfigurationsAreClearErrors() throws {
         XCTAssertThrowsError(try TrainingConfig.preset("huge")) { XCTAssertTrue("\($0)".contains("paper, cpu, tiny, small")) }
         var c = try TrainingConfig.preset("cpu")

@@ -85,9 +85,9 @@ public enum StegaStampNetworks {
     /// The parameters the original trains: everything of the encoder and decoder except the
     /// decoder's `W_fc1` / `b_fc1` (unless `trainSTN`), and never the dead `conv10`.
     public static func trainableParameters(_ g: Graph, encoderPrefix: String = "encoder.", decoderPrefix: String = "decoder.",
-                                           trainSTN: Bool = false) -> [String] {
+                                           trainSTN: Bool = false, trainEncoder: Bool = true) -> [String] {
         g.parameters.map { g[$0].name }.filter { name in
-            if name.hasPrefix(encoderPrefix) { return !name.hasPrefix(encoderPrefix + "conv10.") }
+            if name.hasPrefix(encoderPrefix) { return trainEncoder && !name.hasPrefix(encoderPrefix + "conv10.") }
             if name.hasPrefix(decoderPrefix) {
                 return trainSTN || (name != decoderPrefix + "W_fc1" && name != decoderPrefix + "b_fc1")
             }

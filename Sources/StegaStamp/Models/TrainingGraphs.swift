@@ -13,6 +13,11 @@ public struct StegaStampConfig: Sendable, Equatable {
     public var yuvScales: [Float] = [1, 100, 100]
     /// Train the STN's W_fc1 / b_fc1 (the released code did not).
     public var trainSTN = false
+    /// The encoder's residual is scaled by this before it is added (1: the original). Below 1 the
+    /// decoder trains on residuals as faint as the codec embeds them (`--strength`).
+    public var residualScale: Float = 1
+    /// Train the encoder (false: only the decoder learns, on the fixed encoder's residuals).
+    public var trainEncoder = true
     /// Emit the original's unused conv10 and second conv9 call.
     public var includeDeadCode = true
     public var perceptual = PerceptualLoss.ssim
@@ -115,7 +120,8 @@ public enum StegaStampGraphs {
         let edgeGain = b.input("l2_edge_gain", [])
 
         let enc = TransformNet.perspectiveEncode(b, image: image, m: m, seed: seed, borders: c.borders) { warped in
-            StegaStampNetworks.encoder(b, secret: secret, image: warped, prefix: "encoder.", seed: c.seed, includeDeadCode: c.includeDeadCode)
+            let r = StegaStampNetworks.encoder(b, secret: secret, image: warped, prefix: "encoder.", seed: c.seed, includeDeadCode: c.includeDeadCode)
+            return c.residualScale == 1 ? r : b.mul(r, b.constant(c.residualScale))
         }
         let real = c.borders == .noEdge ? image : enc.inputWarped
         let fake = c.borders == .noEdge ? enc.encoded : enc.encodedWarped
@@ -176,7 +182,7 @@ public enum StegaStampGraphs {
         b.output("mse", report(f.mse))
         b.output("probability_std", report(f.probabilityStd))
         let g = try b.finish()
-        return try Optimizers.trainingStep(g, loss: "loss", parameters: StegaStampNetworks.trainableParameters(g, trainSTN: c.trainSTN),
+        return try Optimizers.trainingStep(g, loss: "loss", parameters: StegaStampNetworks.trainableParameters(g, trainSTN: c.trainSTN, trainEncoder: c.trainEncoder),
                                            optimizer: .adam(AdamConfig()), bucketBytes: c.ranks > 1 ? c.bucketBytes : nil)
     }
 

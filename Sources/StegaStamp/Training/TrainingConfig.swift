@@ -59,6 +59,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var jpegQuality: Float = 50, jpegQualityRamp = 1000
     public var jpeg = true
     public var blur = true
+    /// The residual's scale before it is added (nil: 1, the original): train the decoder on
+    /// residuals as faint as the codec embeds them. Optional so that older configurations read.
+    public var residualScale: Float? = nil
+    /// Only the decoder learns (the encoder's weights stay as `initFrom` gave them; nil: false).
+    public var freezeEncoder: Bool? = nil
     /// The small architecture's Gaussian noise between encoder and decoder.
     public var smallNoise: Float = 0.02
 
@@ -165,6 +170,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try need(logEvery >= 1 && evalEvery >= 1 && checkpointEvery >= 1, "--log-every, --eval-every and --checkpoint-every must be at least 1")
         try need(evalImages >= 1 && evalImages <= 4096, "--eval-images \(evalImages): must be in 1...4096")
         try need(alarmSteps >= 1, "--alarm-steps must be at least 1")
+        try need((residualScale ?? 1) > 0 && (residualScale ?? 1) <= 4, "--residual-scale \(residualScale ?? 1): must be in (0, 4]")
+        try need(freezeEncoder != true || architecture == .stegastamp, "--freeze-encoder trains the stegastamp architecture's decoder only")
     }
 
     /// The networks' configuration at the training batch.
@@ -175,6 +182,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         m.yuvScales = yuvScales
         m.perceptual = StegaStampConfig.PerceptualLoss(rawValue: perceptual) ?? .ssim
         m.includeDeadCode = false
+        m.residualScale = residualScale ?? 1
+        m.trainEncoder = !(freezeEncoder ?? false)
         var t = TransformConfig()
         (t.rndBri, t.rndBriRamp, t.rndHue, t.rndHueRamp) = (rndBri, Float(rndBriRamp), rndHue, Float(rndHueRamp))
         (t.rndNoise, t.rndNoiseRamp, t.rndSat, t.rndSatRamp) = (rndNoise, Float(rndNoiseRamp), rndSat, Float(rndSatRamp))

@@ -97,12 +97,12 @@ public final class TrainingEvaluation {
 
     public func run(step: Int, parameters: ParameterStore) throws -> (Result, Samples) {
         var store = parameters
-        let n = config.batch, bits = config.bits
+        let n = config.batch, bits = config.bits, scale = config.residualScale ?? 1
         var correct = 0, ok = 0, jCorrect = 0, jOk = 0, psnr = 0.0, ssimSum = 0.0
         var samples: Samples? = nil
         for (b, cover) in covers.enumerated() {
             let residual = try encoder.run(["secret": secrets[b], "image": cover], parameters: &store)["residual"]!
-            let encoded = Self.quantised(Tensor(shape: cover.shape, scalars: zip(cover.scalars, residual.scalars).map { $0 + $1 }))
+            let encoded = Self.quantised(Tensor(shape: cover.shape, scalars: zip(cover.scalars, residual.scalars).map { $0 + scale * $1 }))
             let logits = try decoder.run(["image": encoded], parameters: &store)["logits"]!
             var jpeg: [Float] = []
             for i in 0..<n {
