@@ -323,6 +323,9 @@ final class TrainerTests: XCTestCase {
         XCTAssertLessThan(p2 - p1, 12.6, "held-out PSNR \(p1) dB at scale 1, \(p2) dB at 0.25")
         c.residualScale = 0
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--residual-scale")) }
+        c.residualScale = 0.25
+        c.initFrom = nil
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--init-from")) }
     }
 
     func testBadConfigurationsAreClearErrors() throws {

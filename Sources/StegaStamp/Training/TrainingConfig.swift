@@ -172,6 +172,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try need(alarmSteps >= 1, "--alarm-steps must be at least 1")
         try need((residualScale ?? 1) > 0 && (residualScale ?? 1) <= 4, "--residual-scale \(residualScale ?? 1): must be in (0, 4]")
         try need(freezeEncoder != true || architecture == .stegastamp, "--freeze-encoder trains the stegastamp architecture's decoder only")
+        try need(freezeEncoder != true || initFrom != nil, "--freeze-encoder needs --init-from: the encoder it keeps fixed would be untrained")
     }
 
     /// The networks' configuration at the training batch.
