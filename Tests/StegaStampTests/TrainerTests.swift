@@ -257,13 +257,19 @@ final class TrainerTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path))
     }
 
-    /// --init-from: a new run starts from an exported model's encoder and decoder (float16 as
-    /// stored), initialises the rest, and a model of other bits is refused by name.
-    func testFineTuningStartsFromAModelFile() throws {
+    /// A 5-step run of `shortConfig` exported as a model file (what --init-from starts from).
+    func exportedBaseModel() throws -> String {
         let base = try trainer(try shortConfig(steps: 5), run: "base")
         _ = try base.run(resume: false)
         let model = tmp.appendingPathComponent("base.safetensors").path
         try WatermarkModel.export(checkpoint: base.checkpointPath, to: model, strength: 1)
+        return model
+    }
+
+    /// --init-from: a new run starts from an exported model's encoder and decoder (float16 as
+    /// stored), initialises the rest, and a model of other bits is refused by name.
+    func testFineTuningStartsFromAModelFile() throws {
+        let model = try exportedBaseModel()
         var c = try shortConfig(steps: 1)
         (c.initFrom, c.learningRate, c.criticLearningRate, c.noImageLossSteps) = (model, 0, 0, 0)
         let tuned = try trainer(c, run: "tuned")
@@ -294,10 +300,7 @@ final class TrainerTests: XCTestCase {
     /// --freeze-encoder with --residual-scale: the decoder learns on the fixed encoder's faint
     /// residuals; every encoder weight stays the model's, and the held-out PSNR is the scaled one.
     func testFrozenEncoderTrainsTheDecoderOnFaintResiduals() throws {
-        let base = try trainer(try shortConfig(steps: 5), run: "base")
-        _ = try base.run(resume: false)
-        let model = tmp.appendingPathComponent("base.safetensors").path
-        try WatermarkModel.export(checkpoint: base.checkpointPath, to: model, strength: 1)
+        let model = try exportedBaseModel()
         var c = try shortConfig(steps: 3)
         (c.initFrom, c.noImageLossSteps, c.freezeEncoder, c.gan) = (model, 0, true, false)
         let full = try trainer(c, run: "full")
