@@ -12,7 +12,7 @@ struct EvalCommand: ParsableCommand {
             messages decoded exactly (BCH) after each damage: none, real JPEG q90/70/50, Gaussian blur, noise 0.02, \\
             brightness/contrast up and down, 50 % downscale + upscale, perspective 2 %, crop 5 % per border, rotation 2 degrees, \\
             and a combined print-like damage (perspective + blur + colour + noise + JPEG q70). Decoding is `decode`'s: the plain \
-            view, then views zoomed out and turned a little (BCH judges; --plain-view for the plain view alone), then the soft \
+            view, then views zoomed out, turned and moved a little (BCH judges; --plain-view for the plain view alone), then the soft \
             decision over every view (--hard-decision: none). --sweep repeats it at several \\
             strengths (a table of PSNR against decoded rate, and a PNG plot). Writes everything as JSON to --out.
             """)

@@ -52,6 +52,16 @@ final class DecoderViewTests: XCTestCase {
         let wrong = centralError(DecoderView(zoom: 1, degrees: -2).apply(to: turned, aspect: aspect), original)
         XCTAssertLessThan(right, 0.25 * plainTurn, "turn: plain \(plainTurn), +2 view \(right)")
         XCTAssertGreaterThan(wrong, plainTurn, "the -2 view should turn it further away")
+
+        // Moved 1.5 % to the right and up (as a perspective warp's corners shift it): the view
+        // moved the same way lines it up, the opposite one does not.
+        let (dx, dy) = (0.015 * Double(w), -0.015 * Double(h))
+        let moved = input(Distortion.warp(photo, corners: [(dx, dy), (Double(w) + dx, dy), (Double(w) + dx, Double(h) + dy), (dx, Double(h) + dy)]))
+        let plainMove = centralError(moved, original)
+        let along = centralError(DecoderView(zoom: 1, degrees: 0, shiftX: 0.015, shiftY: -0.015).apply(to: moved, aspect: aspect), original)
+        let against = centralError(DecoderView(zoom: 1, degrees: 0, shiftX: -0.015, shiftY: 0.015).apply(to: moved, aspect: aspect), original)
+        XCTAssertLessThan(along, 0.25 * plainMove, "move: plain \(plainMove), view moved along \(along)")
+        XCTAssertGreaterThan(against, plainMove, "the opposite move should take it further away")
         XCTAssertEqual(DecoderView.search.first, .plain)
         XCTAssertEqual(Set(DecoderView.search.map(\.description)).count, DecoderView.search.count)
     }
