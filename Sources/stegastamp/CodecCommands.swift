@@ -254,14 +254,14 @@ struct DecodeCommand: ParsableCommand {
         discussion: """
             Exits non-zero when no message could be recovered (from any image). Without --model the shipped model is used. \
             When the photo as it is gives no message, the decoder also looks through views of it zoomed out (crops of 2.5 and \
-            5 % per border) and turned by 2 degrees; BCH judges, and the view that gave the message is named. When no view's \
+            5 % per border), turned by 2 degrees and moved by 1.5 %; BCH judges, and the view that gave the message is named. When no view's \
             bits correct, a soft decision flips combinations of the 8 least reliable bits and takes the closest codeword \
             if it is close enough to believe (the distance is printed).
             """)
     @Option(help: "Model; default: the shipped model.") var model: String?
     @Option(help: "Image (PNG or JPEG) or directory.") var image: String
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
-    @Flag(help: "Decode the photo as it is only (no search over cropped and turned views).") var plainView = false
+    @Flag(help: "Decode the photo as it is only (no search over cropped, turned and moved views).") var plainView = false
     @Flag(help: "BCH on the hard bits only (no soft decision over the least reliable bits).") var hardDecision = false
 
     func run() throws {

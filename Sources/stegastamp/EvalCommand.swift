@@ -26,7 +26,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "JSON results file.") var out = "eval.json"
     @Option(help: "Use at most this many photos.") var limit: Int?
     @Option(help: "interpreter or cpu.") var backend: Backend = .cpu
-    @Flag(help: "Decode the plain view only (no search over slightly cropped and turned views).") var plainView = false
+    @Flag(help: "Decode the plain view only (no search over slightly cropped, turned and moved views).") var plainView = false
     @Option(help: "Also write the decoder's logits in every view of every damaged photo, marked and unmarked, as JSON lines (what the soft decision is calibrated on; see Benchmarks/soft-decision).") var logits: String?
     @Flag(help: "BCH on the hard bits only (no soft decision over the least reliable bits), as decode --hard-decision.") var hardDecision = false
     @Option(help: "Refine each residual with this many gradient steps through the decoder (0: off; default: the model's).") var refine: Int?
